@@ -1,0 +1,151 @@
+"""
+### hn_ingest: Hacker News stories → Unstructured chunks → MiniLM vectors → Milvus
+
+Every 15 seconds this DAG finds Hacker News stories it has not ingested yet, fetches each story's
+page (or takes the text of an Ask HN-style post), keeps the page's main content, partitions and chunks
+it with Unstructured (every chunk fits the model's 256-token window), embeds the chunks with
+all-MiniLM-L6-v2 and upserts them into the Milvus collection `hn_chunks`.
+
+**Stages** (mapped over micro-batches of stories, named `batch N: K stories first-last`):
+`discover_stories` → `extract_batch` (fetch, partition, chunk) → `embed_batch` → `write_batch` → `report_run`.
+
+**State.** Each story's status (ingested / skipped / failed, with the reason) is kept in the Milvus
+collection `hn_stories`. Stories already ingested are never fetched again by a scheduled run. A page
+that fails (404, timeout, too big, not HTML, unparsable) is recorded and retried in later runs up to
+3 times; it never fails its batch. An unreachable HN API or Milvus fails the task, which Airflow retries.
+
+**Params**
+- `reindex` (bool): re-ingest every story known to the store (after a model or chunking change).
+  Rows are replaced in place: the row count does not grow.
+- `max_stories` (int or empty): cap on the stories this run takes.
+- `batch_size` (int): stories per mapped task.
+
+**Backfill**: `airflow backfill create --dag-id hn_ingest --from-date 2020-12-29T00:00:00 --to-date 2020-12-29T01:00:00`
+ingests the stories created in each run's data interval (Algolia HN search).
+
+**Connections**: `milvus_default` (host = Milvus Lite path or server URI), `hacker_news_default`
+(host = Firebase base URL; extra `algolia_url`). Variable `hn_ingest_allow_loopback` allows pages on
+127.0.0.1 for a local replay.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, Variable, dag, get_current_context, task
+
+from hn_providers.hooks.hacker_news import HackerNewsHook
+from hn_providers.hooks.milvus import MilvusHook
+from hn_providers.operators.milvus import MilvusIngestOperator
+
+BATCH_LABEL = "{{ batch_label }}"
+
+
+def _label_mapped_instance(batch: dict) -> None:
+    get_current_context()["batch_label"] = batch["label"]
+
+
+def _fetch_config():
+    from include.config import FetchConfig
+
+    allow_loopback = str(Variable.get("hn_ingest_allow_loopback", default="false")).lower() in ("1", "true", "yes")
+    return FetchConfig(allow_loopback=allow_loopback)
+
+
+@dag(
+    dag_id="hn_ingest",
+    schedule=timedelta(seconds=15),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["hacker-news", "rag", "milvus"],
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(minutes=30),
+    },
+    params={
+        "reindex": Param(False, type="boolean", description="Re-ingest every story already in the store."),
+        "max_stories": Param(None, type=["null", "integer"], minimum=1,
+                             description="Take at most this many stories in this run (empty: no cap)."),
+        "batch_size": Param(10, type="integer", minimum=1, maximum=500,
+                            description="Stories per mapped task (one extract, embed and write each)."),
+    },
+)
+def hn_ingest():
+    @task
+    def discover_stories() -> list[dict]:
+        from include.planning import Window, plan_batches, select_story_ids
+        from include.staging import prune
+
+        context = get_current_context()
+        params, dag_run = context["params"], context["dag_run"]
+        mode = "reindex" if params["reindex"] else ("backfill" if dag_run.run_type == "backfill" else "new")
+        window = None
+        if mode == "backfill":
+            window = Window(int(context["data_interval_start"].timestamp()), int(context["data_interval_end"].timestamp()))
+        with MilvusHook() as milvus:
+            store = milvus.get_store()
+            store.ensure_collections()
+            story_ids = select_story_ids(mode, HackerNewsHook().get_conn(), store, window, params["max_stories"])
+        prune()
+        batches = plan_batches(story_ids, params["batch_size"])
+        print(f"{mode} run: {len(story_ids)} stories in {len(batches)} batches")
+        return batches
+
+    @task(map_index_template=BATCH_LABEL)
+    def extract_batch(batch: dict) -> dict:
+        from include.chunking import TokenCounter
+        from include.config import ChunkConfig, EmbeddingConfig
+        from include.extract import extract_batch as extract
+        from include.staging import run_dir, write_extracted
+
+        _label_mapped_instance(batch)
+        counter = TokenCounter(EmbeddingConfig().model_name)
+        extracted = extract(batch["story_ids"], HackerNewsHook().get_conn(), _fetch_config(), ChunkConfig(), counter)
+        path = run_dir(get_current_context()["run_id"]) / f"batch-{batch['number']:04d}.json"
+        return {**batch, "extracted": str(write_extracted(path, extracted))}
+
+    @task(map_index_template=BATCH_LABEL)
+    def embed_batch(batch: dict) -> dict:
+        from include.chunking import embedding_input
+        from include.embedding import embed_texts
+        from include.staging import read_extracted, write_vectors
+
+        _label_mapped_instance(batch)
+        chunks = read_extracted(batch["extracted"]).chunks
+        vectors = embed_texts([embedding_input(c.title, c.text) for c in chunks])
+        path = write_vectors(batch["extracted"].replace(".json", ".npy"), vectors)
+        print(f"{batch['label']}: embedded {len(chunks)} chunks")
+        return {**batch, "vectors": str(path)}
+
+    @task
+    def report_run(results: list[dict]) -> dict:
+        from include.staging import remove_run
+
+        totals: dict[str, int] = {}
+        for result in results:
+            for status, count in result["statuses"].items():
+                totals[status] = totals.get(status, 0) + count
+            for problem in result["problems"]:
+                print(problem)
+        summary = {"chunks_written": sum(r["chunks"] for r in results), "stories": totals}
+        print(f"run summary: {summary}")
+        remove_run(get_current_context()["run_id"])  # the run succeeded: its staging is no longer needed
+        return summary
+
+    batches = discover_stories()
+    extracted = extract_batch.expand(batch=batches)
+    embedded = embed_batch.expand(batch=extracted)
+    # Milvus Lite takes one writer at a time: writes of a run go one after the other.
+    written = MilvusIngestOperator.partial(
+        task_id="write_batch", map_index_template="{{ task.batch['label'] }}", max_active_tis_per_dagrun=1
+    ).expand(batch=embedded)
+    report_run(written.output)
+
+
+hn_ingest()

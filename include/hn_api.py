@@ -1,0 +1,110 @@
+"""The story source: the Hacker News Firebase API for new stories and items, Algolia for time windows.
+
+Errors of the API itself (down, 5xx, malformed JSON after retries) raise `HackerNewsUnavailable` so
+the Airflow task fails and retries; a story that is missing, dead or malformed is a `StoryOutcome`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from include.config import ALGOLIA_API_URL, HN_API_URL, USER_AGENT
+from include.records import Story, StoryOutcome
+
+log = logging.getLogger(__name__)
+
+
+class HackerNewsUnavailable(RuntimeError):
+    """The API could not be read after retries: the run must fail and be retried by Airflow."""
+
+
+@dataclass(frozen=True)
+class HackerNewsClient:
+    base_url: str = HN_API_URL
+    algolia_url: str = ALGOLIA_API_URL
+    timeout: float = 10.0
+    attempts: int = 3
+
+    def __post_init__(self) -> None:
+        session = requests.Session()
+        session.trust_env = False  # a proxy from the environment must not reroute the API
+        session.mount("http://", HTTPAdapter(pool_maxsize=16))
+        session.mount("https://", HTTPAdapter(pool_maxsize=16))
+        session.headers["User-Agent"] = USER_AGENT
+        object.__setattr__(self, "_session", session)
+
+    def _get_json(self, url: str, params: dict | None = None):
+        """GET and decode JSON, retrying errors, 5xx/429 and truncated bodies with backoff."""
+        last_error = ""
+        for attempt in range(self.attempts):
+            try:
+                response = self._session.get(url, params=params, timeout=self.timeout)
+                if response.status_code == 200:
+                    return response.json()
+                last_error = f"HTTP {response.status_code}"
+            except (requests.RequestException, json.JSONDecodeError) as exc:
+                # A truncated body shows up as a JSON error: worth another try like a 5xx.
+                last_error = f"{type(exc).__name__}: {exc}"
+            if attempt + 1 < self.attempts:
+                time.sleep(0.5 * 2**attempt)
+        raise HackerNewsUnavailable(f"Hacker News API unavailable at {url}: {last_error}")
+
+    def new_story_ids(self) -> list[int]:
+        """The newest stories (up to 500), newest first."""
+        return [int(i) for i in self._get_json(f"{self.base_url}/newstories.json") or []]
+
+    def get_item(self, item_id: int) -> dict | None:
+        return self._get_json(f"{self.base_url}/item/{item_id}.json")
+
+    def story_ids_created_between(self, start: int, end: int, page_size: int = 1000) -> list[int]:
+        """Ids of stories created in [start, end) (Unix seconds), oldest first, from Algolia."""
+        ids: list[int] = []
+        page = 0
+        while True:
+            body = self._get_json(f"{self.algolia_url}/search_by_date", params={
+                "tags": "story",
+                "numericFilters": f"created_at_i>={start},created_at_i<{end}",
+                "hitsPerPage": page_size,
+                "page": page,
+            })
+            ids.extend(int(hit["objectID"]) for hit in body.get("hits", []))
+            page += 1
+            if page >= int(body.get("nbPages", 0)):
+                return sorted(set(ids))
+
+
+def story_from_item(item_id: int, item: dict | None) -> Story | StoryOutcome:
+    """Turn an API item into a `Story`, or say why it is skipped (permanently, never retried)."""
+
+    def skipped(reason: str, **fields) -> StoryOutcome:
+        return StoryOutcome(item_id, "skipped", reason=f"story {item_id}: {reason}", stage="item", **fields)
+
+    if item is None:
+        return skipped("item not found (null)")
+    if item.get("deleted"):
+        return skipped("deleted")
+    title = html.unescape(str(item.get("title") or "")).strip()
+    if item.get("dead"):
+        return skipped("dead", title=title)
+    if item.get("type") != "story":
+        return skipped(f"not a story (type {item.get('type')!r})", title=title)
+    if not title:
+        return skipped("malformed item: no title")
+    if not isinstance(item.get("time"), int):
+        return skipped("malformed item: no creation time", title=title)
+    url = (item.get("url") or "").strip() or None
+    text_html = (item.get("text") or "").strip() or None
+    if url and not url.lower().startswith(("http://", "https://")):
+        if not text_html:
+            return skipped(f"unsupported URL scheme in {url[:200]!r}", title=title, url=url[:2000])
+        url = None
+    if not url and not text_html:
+        return skipped("title only: no URL and no text", title=title)
+    return Story(id=item_id, title=title, url=url, text_html=text_html, time=item["time"], by=item.get("by"))

@@ -1,0 +1,103 @@
+"""Open a Milvus client from a connection URI: a filesystem path is Milvus Lite, a URL a server.
+
+Milvus Lite lets one process at a time open a database directory (an flock on its LOCK file, held
+until the client is released). Opening waits for the lock a bounded time, so a search run by hand or
+an overlapping backfill task waits its turn instead of failing at once; closing releases the lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from include.config import default_milvus_uri
+
+
+class MilvusUnavailable(RuntimeError):
+    """Milvus cannot be opened or written: the task must fail so Airflow retries it."""
+
+
+def is_lite_uri(uri: str) -> bool:
+    return urlsplit(uri).scheme not in ("http", "https", "tcp", "grpc", "unix")
+
+
+def uri_from_connection(host: str | None, password: str | None = None) -> tuple[str, str]:
+    """(uri, token) from a connection's host and password; an empty host means the default Lite file."""
+    uri = (host or "").strip() or default_milvus_uri()
+    return uri, (password or "")
+
+
+def uri_from_environment() -> tuple[str, str]:
+    """The `milvus_default` connection as Airflow would read it from the environment, for CLIs."""
+    raw = os.environ.get("AIRFLOW_CONN_MILVUS_DEFAULT", "").strip()
+    if not raw:
+        return uri_from_connection(None)
+    if raw.startswith("{"):
+        conn = json.loads(raw)
+        return uri_from_connection(conn.get("host"), conn.get("password"))
+    return uri_from_connection(raw)
+
+
+def open_client(uri: str, token: str = "", lock_timeout: float = 60.0):
+    """A `MilvusClient` for `uri`, waiting up to `lock_timeout` seconds for a locked Lite directory."""
+    from pymilvus import MilvusClient
+
+    if not is_lite_uri(uri):
+        try:
+            return MilvusClient(uri=uri, token=token)
+        except Exception as exc:  # noqa: BLE001 - any connection error means "retry later"
+            raise MilvusUnavailable(f"cannot connect to Milvus at {uri}: {exc}") from exc
+    path = Path(uri).resolve()
+    if path.suffix != ".db":
+        raise MilvusUnavailable(f"a Milvus Lite path must end in .db (got {uri!r}); a server URI starts with http://")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MilvusUnavailable(f"cannot create the Milvus Lite directory {path.parent}: {exc}") from exc
+    deadline = time.monotonic() + lock_timeout
+    while True:
+        try:
+            return MilvusClient(uri=str(path))
+        except Exception as exc:  # noqa: BLE001 - pymilvus raises a generic error for every cause
+            if lite_is_locked(path) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                continue
+            cause = (
+                f"it is locked by another process (only one process may open a Milvus Lite directory; "
+                f"run `milvus-lite server --data-dir {path}` and connect to it for concurrent access)"
+                if lite_is_locked(path) else f"{type(exc).__name__}: {exc}"
+            )
+            raise MilvusUnavailable(f"cannot open Milvus Lite database {path}: {cause}") from exc
+
+
+def lite_is_locked(path: Path) -> bool:
+    """True when another process holds the Lite directory's lock."""
+    lock_file = path / "LOCK"
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except OSError as exc:
+        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)
+
+
+def close_client(client, uri: str) -> None:
+    """Close the client and, for Milvus Lite, release the directory lock for other processes."""
+    try:
+        client.close()
+    finally:
+        if is_lite_uri(uri):
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(str(Path(uri).resolve()))

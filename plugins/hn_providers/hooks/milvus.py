@@ -1,0 +1,81 @@
+"""Airflow hook for Milvus: Milvus Lite by file path (the default) or a Milvus server by URI."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+
+
+class MilvusHook(BaseHook):
+    """Owns the connection to Milvus and hands out the project's `ChunkStore` on top of it.
+
+    Connection fields: ``host`` is the URI (a path ending in ``.db`` for Milvus Lite, or
+    ``http://host:19530`` for a server), ``password`` the token of a server with authentication.
+    Without a ``milvus_default`` connection, the Lite database ``data/milvus.db`` of the project is used.
+
+    :param milvus_conn_id: the Airflow connection to use.
+    :param lock_timeout: seconds to wait for a Milvus Lite directory held by another process.
+    """
+
+    conn_name_attr = "milvus_conn_id"
+    default_conn_name = "milvus_default"
+    conn_type = "generic"
+    hook_name = "Milvus"
+
+    def __init__(self, milvus_conn_id: str = default_conn_name, lock_timeout: float = 60.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.milvus_conn_id = milvus_conn_id
+        self.lock_timeout = lock_timeout
+
+    @cached_property
+    def uri_and_token(self) -> tuple[str, str]:
+        from include.milvus_client import uri_from_connection
+
+        try:
+            connection = self.get_connection(self.milvus_conn_id)
+        except AirflowNotFoundException:
+            self.log.info("No connection %r: using the project's Milvus Lite database", self.milvus_conn_id)
+            return uri_from_connection(None)
+        return uri_from_connection(connection.host, connection.password)
+
+    def get_conn(self):
+        """A `pymilvus.MilvusClient`; raises `MilvusUnavailable` so the task fails and retries."""
+        from include.milvus_client import open_client
+
+        uri, token = self.uri_and_token
+        return open_client(uri, token, lock_timeout=self.lock_timeout)
+
+    @cached_property
+    def conn(self):
+        return self.get_conn()
+
+    def get_store(self):
+        """The project's collections (`hn_chunks`, `hn_stories`) on this connection."""
+        from include.milvus_store import ChunkStore
+
+        return ChunkStore(self.conn)
+
+    def close(self) -> None:
+        """Close the client; for Milvus Lite this releases the directory for other processes."""
+        if "conn" in self.__dict__:
+            from include.milvus_client import close_client
+
+            close_client(self.__dict__.pop("conn"), self.uri_and_token[0])
+
+    def __enter__(self) -> MilvusHook:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            collections = self.conn.list_collections()
+        except Exception as exc:  # noqa: BLE001 - the UI shows the message
+            return False, str(exc)
+        finally:
+            self.close()
+        return True, f"Connected to {self.uri_and_token[0]}: collections {collections}"

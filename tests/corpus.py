@@ -1,0 +1,78 @@
+"""Access to the shared real-world corpus (`../shared/corpus`), read in place, never copied."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from include.config import PROJECT_ROOT
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def corpus_dir() -> Path:
+    return Path(os.environ.get("HN_CORPUS_DIR", PROJECT_ROOT.parent / "shared" / "corpus")).resolve()
+
+
+def corpus_available() -> bool:
+    return (corpus_dir() / "index.tsv").is_file()
+
+
+@dataclass(frozen=True)
+class CorpusPage:
+    name: str
+    charset: str  # as declared by the page, '' when none
+
+    @property
+    def path(self) -> Path:
+        return corpus_dir() / "pages" / f"{self.name}.html"
+
+    def truth(self, suffix: str) -> Path:
+        return corpus_dir() / "truth" / f"{self.name}{suffix}"
+
+    @cached_property
+    def body(self) -> bytes:
+        return self.path.read_bytes()
+
+    @cached_property
+    def truth_text(self) -> str | None:
+        path = self.truth(".txt")
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    @cached_property
+    def snippets(self) -> dict | None:
+        path = self.truth(".snippets.json")
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    @cached_property
+    def title(self) -> str:
+        """The page's own title: curated metadata first, then its <title> element."""
+        for suffix in (".meta.json", ".snippets.json"):
+            path = self.truth(suffix)
+            if path.is_file():
+                title = json.loads(path.read_text(encoding="utf-8")).get("title")
+                if title:
+                    return " ".join(str(title).split())
+        match = _TITLE.search(self.body[:200_000])
+        if match:
+            title = " ".join(html.unescape(match.group(1).decode("utf-8", "replace")).split())
+            if title:
+                return title
+        return self.name
+
+
+def pages() -> list[CorpusPage]:
+    with open(corpus_dir() / "index.tsv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [CorpusPage(row["name"], row.get("charset_declared") or "") for row in rows]
+
+
+def hn_items(name: str = "dagster-snapshot-25576000-25581999.jsonl") -> list[dict]:
+    with open(corpus_dir() / "hn" / name, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
