@@ -37,9 +37,7 @@ class ChunkStore:
 
     def __init__(self, client) -> None:
         self.client = client
-        # Milvus Lite has no server timestamp for query iterators; the client-side one is right for a
-        # single writer, so pymilvus's warning on every iterator is noise.
-        logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+        _quiet_lite_iterator_noise()
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -178,7 +176,8 @@ class ChunkStore:
         return int(self.client.query(CHUNKS_COLLECTION, filter=filter_, output_fields=["count(*)"])[0]["count(*)"])
 
     def chunks_of(self, story_id: int) -> list[dict]:
-        rows = self._query_all(CHUNKS_COLLECTION, f"story_id == {int(story_id)}", ["id", "chunk_index", "text"])
+        rows = self._query_all(CHUNKS_COLLECTION, f"story_id == {int(story_id)}",
+                               ["id", "story_id", "chunk_index", "title", "text"])
         return sorted(rows, key=lambda r: r["chunk_index"])
 
     def all_chunk_keys(self) -> list[tuple[int, int, int]]:
@@ -205,6 +204,22 @@ class ChunkStore:
         finally:
             iterator.close()
         return rows
+
+
+def _quiet_lite_iterator_noise() -> None:
+    """Milvus Lite does not implement AllocTimestamp, which query iterators ask for first; pymilvus
+    then uses a client-side timestamp, which is right for a single writer. Both sides log it loudly
+    on every iterator: drop exactly those two messages."""
+    logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+    grpc_log = logging.getLogger("grpc._server")
+    if not any(isinstance(f, _UnimplementedFilter) for f in grpc_log.filters):
+        grpc_log.addFilter(_UnimplementedFilter())
+
+
+class _UnimplementedFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Method not implemented" not in record.getMessage() and not (
+            record.exc_info and isinstance(record.exc_info[1], NotImplementedError))
 
 
 def _clip(text: str, max_bytes: int) -> str:

@@ -3,6 +3,7 @@
     python -m include.status            # summary and problems
     python -m include.status --all      # every story
     python -m include.status --json     # machine-readable (used by the tests)
+    python -m include.status --json --chunks   # ... with every chunk's text
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="What hn_ingest has stored in Milvus.")
     parser.add_argument("--all", action="store_true", help="list every story, not only the problems")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--chunks", action="store_true", help="with --json: include every chunk's text")
     args = parser.parse_args()
     uri, token = uri_from_environment()
     client = open_client(uri, token)
@@ -38,6 +40,8 @@ def main() -> None:
             "stories": dict(Counter(s["status"] for s in stories)),
             "story_rows": stories,
         }
+        if args.chunks:
+            report["chunk_rows"] = [row for s in report["story_rows"] for row in store.chunks_of(s["story_id"])]
     finally:
         close_client(client, uri)
     if args.json:

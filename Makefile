@@ -1,0 +1,54 @@
+# The documented commands: `make run` (one ingestion cycle) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__PARALLELISM ?= 4
+export PYTHONPATH := $(CURDIR)
+export DO_NOT_TRACK := 1
+export UNSTRUCTURED_DISABLE_NOTICE := 1
+
+.PHONY: install run test test-fast replay lint bench clean
+
+install: $(VENV)/.installed
+
+# torch first and alone: the CPU build on this disk, so nothing later pulls a CUDA build.
+$(VENV)/.installed: requirements.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -r requirements.txt
+	touch $@
+
+$(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+
+## One ingestion cycle into Milvus Lite (data/milvus.db), then what is stored.
+run: $(AIRFLOW_HOME)/airflow.db
+	$(BIN)/airflow dags test hn_ingest $(if $(CONF),-c '$(CONF)') > $(AIRFLOW_HOME)/last-run.log 2>&1 \
+		|| (tail -n 40 $(AIRFLOW_HOME)/last-run.log; echo "hn_ingest failed: full log in $(AIRFLOW_HOME)/last-run.log"; exit 1)
+	grep -h "run summary\|: failed\|run: " $(AIRFLOW_HOME)/last-run.log | sed 's/^.*\] //' || true
+	$(BIN)/python -m include.status
+
+## The whole suite, in a loopback-only network namespace when possible (root), with the tripwire always.
+test: $(VENV)/.installed
+	tests/run_offline.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed
+	tests/run_offline.sh $(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+## A local replay of HN over the corpus, for `make run` without internet (see README).
+replay: $(VENV)/.installed
+	$(BIN)/python -m tests.replay_server --stories $(or $(STORIES),30)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check dags plugins include tests bench
+
+clean:
+	rm -rf .airflow data .pytest_cache

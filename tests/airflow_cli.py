@@ -1,0 +1,78 @@
+"""Drive the real Airflow CLI and the project's CLIs as subprocesses, as a user would.
+
+Milvus Lite lets one process hold a database, so the test process itself never opens it: it reads
+the store through `python -m include.status --json` and `python -m include.search --json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from include.config import PROJECT_ROOT
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class DagRunResult:
+    returncode: int
+    log: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.returncode == 0 and "state=success" in self.log
+
+    def lines(self, needle: str) -> list[str]:
+        return [line for line in self.log.splitlines() if needle in line]
+
+
+@dataclass
+class AirflowEnv:
+    home: Path
+    data_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "HN_INGEST_DATA_DIR": str(self.data_dir),
+            "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(PROJECT_ROOT)])),
+            "DO_NOT_TRACK": "1",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def run(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(list(args), env=self.env(), cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        return result
+
+    def migrate(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.run(str(BIN / "airflow"), "db", "migrate")
+
+    def dags_test(self, conf: dict | None = None, timeout: float = 1200) -> DagRunResult:
+        args = [str(BIN / "airflow"), "dags", "test", "hn_ingest"]
+        if conf:
+            args += ["-c", json.dumps(conf)]
+        result = self.run(*args, timeout=timeout, check=False)
+        return DagRunResult(result.returncode, result.stdout + result.stderr)
+
+    def status(self) -> dict:
+        return json.loads(self.run(str(BIN / "python"), "-m", "include.status", "--json").stdout)
+
+    def search(self, query: str, k: int = 5) -> list[dict]:
+        out = self.run(str(BIN / "python"), "-m", "include.search", query, "-k", str(k), "--json").stdout
+        return json.loads(out.strip().splitlines()[-1])

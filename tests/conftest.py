@@ -1,0 +1,54 @@
+"""Shared fixtures: the network guard, the corpus-fed replay, and a throwaway Airflow home."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests import corpus
+from tests.airflow_cli import AirflowEnv
+
+TRIPWIRE = Path(__file__).parent / "tripwire"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def network_guard(tmp_path_factory):
+    """Refuse and record any connection off the machine, in this process and in every subprocess."""
+    log = tmp_path_factory.mktemp("tripwire") / "blocked.log"
+    os.environ["HN_TRIPWIRE_LOG"] = str(log)
+    if str(TRIPWIRE) not in os.environ.get("PYTHONPATH", ""):
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TRIPWIRE), os.environ.get("PYTHONPATH")]))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hn_tripwire", TRIPWIRE / "sitecustomize.py")
+    module = importlib.util.module_from_spec(spec)
+    if not getattr(socket.socket.connect, "__name__", "") == "guarded":
+        spec.loader.exec_module(module)
+    yield log
+    if log.exists() and log.read_text().strip():
+        pytest.fail(f"traffic off the machine was attempted during the tests:\n{log.read_text()[:4000]}")
+
+
+@pytest.fixture(scope="session")
+def require_corpus():
+    if not corpus.corpus_available():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the corpus is required under CI but is missing at {corpus.corpus_dir()}")
+        pytest.skip(f"corpus not found at {corpus.corpus_dir()}")
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory) -> Path:
+    """One migrated Airflow metadata DB for the session (runs get unique ids)."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    AirflowEnv(home, home / "unused-data").migrate()
+    return home
+
+
+@pytest.fixture
+def airflow(airflow_home, tmp_path) -> AirflowEnv:
+    """An Airflow environment with its own Milvus Lite database."""
+    return AirflowEnv(airflow_home, tmp_path / "data")
