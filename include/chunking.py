@@ -45,10 +45,15 @@ def _load_tokenizer(model_name: str):
     if local is not None:
         from tokenizers import Tokenizer  # fast to import, no torch
 
-        return Tokenizer.from_file(f"{local}/tokenizer.json")
-    from transformers import AutoTokenizer
+        tokenizer = Tokenizer.from_file(f"{local}/tokenizer.json")
+    else:
+        from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model_name).backend_tokenizer
+        tokenizer = AutoTokenizer.from_pretrained(model_name).backend_tokenizer
+    # The saved tokenizer truncates to the model window: counting must see every token.
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
 
 
 def split_to_token_limit(text: str, budget: int, counter: TokenCounter) -> list[str]:

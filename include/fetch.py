@@ -8,6 +8,7 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from include.config import FetchConfig
@@ -83,13 +84,15 @@ class PageFetcher:
             raise FetchError(f"page too big ({int(declared):,} bytes declared, limit {cap:,})")
         body = bytearray()
         try:
-            for piece in response.iter_content(chunk_size=64 * 1024):
+            # read1 returns as soon as any bytes arrive, so a server trickling a byte at a time cannot
+            # keep one read going past the deadline (iter_content waits to fill its chunk).
+            while piece := response.raw.read1(64 * 1024, decode_content=True):
                 body += piece
                 if len(body) > cap:
                     raise FetchError(f"page too big (over the {cap:,}-byte limit)")
                 if time.monotonic() > deadline:
                     raise FetchError(f"total deadline of {self.config.total_deadline:.0f} s exceeded while reading")
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise FetchError(f"connection broken while reading: {_root_cause(exc)}") from None
         if not body.strip():
             raise FetchError("empty page")

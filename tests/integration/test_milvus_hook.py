@@ -1,0 +1,104 @@
+"""The Milvus hook and store against real Milvus Lite directories (one per test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from include.config import CHUNKS_COLLECTION
+from include.milvus_client import MilvusUnavailable
+from include.records import Chunk, StoryOutcome
+
+sys.path.insert(0, str(__import__("include.config").config.PROJECT_ROOT / "plugins"))
+from hn_providers.hooks.milvus import MilvusHook  # noqa: E402
+
+
+@pytest.fixture
+def lite_uri(tmp_path, monkeypatch) -> str:
+    uri = str(tmp_path / "milvus.db")
+    monkeypatch.setenv("AIRFLOW_CONN_MILVUS_DEFAULT", json.dumps({"conn_type": "generic", "host": uri}))
+    return uri
+
+
+def story_batch(story_id: int, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = [Chunk(story_id, i, f"Story {story_id}", "https://example.com", f"text {i} of {story_id}") for i in range(n)]
+    return chunks, vectors, [StoryOutcome(story_id, "ingested", f"Story {story_id}", "https://example.com", chunk_count=n)]
+
+
+def test_hook_creates_once_indexes_upserts_idempotently_and_deletes_by_story(lite_uri):
+    with MilvusHook() as hook:
+        assert hook.uri_and_token[0] == lite_uri
+        store = hook.get_store()
+        store.ensure_collections()
+        assert set(hook.conn.list_collections()) == {"hn_chunks", "hn_stories"}
+        chunks, vectors, outcomes = story_batch(1, 5)
+        assert store.write_batch(chunks, vectors, outcomes) == 5
+        assert store.index_type() == "IVF_FLAT"
+        store.write_batch(chunks, vectors, outcomes)  # a retry of the same batch
+        store.write_batch(*story_batch(2, 3, seed=1))
+        assert store.chunk_count() == 8
+        assert store.chunk_count(1) == 5
+        # Re-ingesting story 1 with fewer chunks replaces all of its rows.
+        store.write_batch(*story_batch(1, 2, seed=2))
+        assert [r["chunk_index"] for r in store.chunks_of(1)] == [0, 1]
+        store.delete_story(2)
+        assert store.chunk_count(2) == 0 and 2 not in store.states([2])
+        hits = store.search(vectors[0], k=3)
+        assert hits and hits[0]["story_id"] == 1
+
+    # A new hook (a new task, a restart) keeps everything: nothing is dropped or rebuilt.
+    with MilvusHook() as hook:
+        store = hook.get_store()
+        store.ensure_collections()
+        assert store.chunk_count() == 2
+        assert store.index_type() == "IVF_FLAT"
+        assert hook.test_connection()[0]
+
+
+def test_failed_attempts_are_counted_and_a_failed_refresh_keeps_old_chunks(lite_uri):
+    with MilvusHook() as hook:
+        store = hook.get_store()
+        store.ensure_collections()
+        failure = StoryOutcome(7, "failed", "T", "https://e.com", reason="story 7 <https://e.com>: fetch: HTTP 404", stage="fetch")
+        store.write_batch([], np.zeros((0, 384), np.float32), [failure])
+        store.write_batch([], np.zeros((0, 384), np.float32), [failure])
+        assert store.states([7])[7]["attempts"] == 2
+        assert store.retryable_failed_ids(max_attempts=3) == [7]
+        assert store.retryable_failed_ids(max_attempts=2) == []
+        store.write_batch(*story_batch(8, 4))
+        store.write_batch([], np.zeros((0, 384), np.float32), [StoryOutcome(8, "failed", reason="refresh broke")])
+        state = store.states([8])[8]
+        assert state["status"] == "ingested" and state["chunk_count"] == 4 and "refresh failed" in state["reason"]
+        assert store.chunk_count(8) == 4
+
+
+def test_a_locked_directory_waits_then_fails_clearly(lite_uri):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from pymilvus import MilvusClient; MilvusClient({lite_uri!r}); print('held', flush=True); "
+                               "import time; time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(MilvusUnavailable, match="locked by another process"):
+            MilvusHook(lock_timeout=2).get_conn()
+        assert 1.5 < time.monotonic() - started < 15
+    finally:
+        holder.kill()
+        holder.wait()
+    with MilvusHook(lock_timeout=10) as hook:  # released at the holder's exit
+        assert CHUNKS_COLLECTION not in hook.conn.list_collections()
+
+
+def test_a_lite_path_must_end_in_db(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_MILVUS_DEFAULT", json.dumps({"conn_type": "generic", "host": str(tmp_path / "m")}))
+    with pytest.raises(MilvusUnavailable, match=r"\.db"):
+        MilvusHook().get_conn()

@@ -1,0 +1,86 @@
+"""Partition and chunk real corpus pages offline: chunks fit the model window, text is kept."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from include.chunking import TokenCounter, chunk_elements, embedding_input, split_to_token_limit
+from include.config import ChunkConfig, EmbeddingConfig
+from include.partition import looks_like_narrative_text, partition_page, partition_text_post
+from include.records import Story
+from tests import corpus
+
+
+@pytest.fixture(scope="module")
+def counter() -> TokenCounter:
+    return TokenCounter(EmbeddingConfig().model_name)
+
+
+def story(title: str = "A story title") -> Story:
+    return Story(id=42, title=title, url="https://example.com", text_html=None, time=0)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def test_long_text_is_split_under_the_budget_without_losing_words(counter):
+    text = " ".join(f"Sentence number {i} talks about tokenization_and_{i} things." for i in range(300))
+    pieces = split_to_token_limit(text, 100, counter)
+    assert len(pieces) > 5
+    assert all(counter.count(p) - 2 <= 100 for p in pieces)
+    assert words(" ".join(pieces)) == words(text)
+    assert all(p.endswith(".") for p in pieces[:-1])  # cut at sentence ends when possible
+
+
+def test_code_heavy_text_is_split_too(counter):
+    code = "x = {" + ", ".join(f"'k{i}': [{i}, {i * 7}, 0x{i:04x}]" for i in range(400)) + "}"
+    pieces = split_to_token_limit(code, 200, counter)
+    assert all(counter.count(p) - 2 <= 200 for p in pieces)
+    assert words(" ".join(pieces)) == words(code)
+
+
+def test_corpus_pages_chunk_within_the_window(require_corpus, counter):
+    config = ChunkConfig()
+    pages = corpus.pages()[::20]  # ten pages from all sources
+    total = 0
+    for page in pages:
+        elements = partition_page(page.body.decode("utf-8", errors="replace"))
+        chunks = chunk_elements(elements, story(page.title), "https://example.com", config, counter)
+        assert chunks, page.name
+        for chunk in chunks:
+            assert counter.count(embedding_input(chunk.title, chunk.text)) <= config.max_tokens
+        assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
+        total += len(chunks)
+    assert total > 50
+
+
+def test_text_post_html_is_unescaped():
+    elements = partition_text_post("I&#x27;m asking about <i>tests</i><p>Second &amp; last paragraph.")
+    text = " ".join(e.text for e in elements)
+    assert "I'm asking" in text and "Second & last" in text and "&#x27;" not in text
+
+
+def test_offline_classifier_replaces_spacy():
+    import unstructured.nlp.tokenize as tokenize
+
+    def no_spacy(*_a, **_k):
+        raise AssertionError("spaCy must not be used")
+
+    original = tokenize._get_nlp
+    tokenize._get_nlp = no_spacy
+    try:
+        elements = partition_page("<html><body><h1>Title</h1><p>This is a sentence that reads like prose.</p>"
+                                  "<p>SHORT CAPS</p></body></html>", main_content_only=False)
+    finally:
+        tokenize._get_nlp = original
+    assert [type(e).__name__ for e in elements][:2] == ["Title", "NarrativeText"]
+    assert looks_like_narrative_text("A normal sentence with a verb in it.")
+    assert not looks_like_narrative_text("12345")
+
+
+def test_token_counter_sees_past_the_model_window(counter):
+    # The saved tokenizer truncates at the window; a counter that did too would pass every check.
+    assert counter.count("word " * 1000) == 1002
