@@ -34,6 +34,7 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, Variable, dag, get_current_context, task
+from airflow.sdk.definitions.timetables.interval import DeltaDataIntervalTimetable
 
 from hn_providers.hooks.hacker_news import HackerNewsHook
 from hn_providers.hooks.milvus import MilvusHook
@@ -55,7 +56,8 @@ def _fetch_config():
 
 @dag(
     dag_id="hn_ingest",
-    schedule=timedelta(seconds=15),
+    # Data intervals (not bare trigger times) so that a backfill run knows which 15 s it covers.
+    schedule=DeltaDataIntervalTimetable(timedelta(seconds=15)),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

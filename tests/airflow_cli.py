@@ -59,6 +59,9 @@ class AirflowEnv:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
         return result
 
+    def airflow(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        return self.run(str(BIN / "airflow"), *args, **kwargs)
+
     def migrate(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.run(str(BIN / "airflow"), "db", "migrate")
@@ -76,3 +79,55 @@ class AirflowEnv:
     def search(self, query: str, k: int = 5) -> list[dict]:
         out = self.run(str(BIN / "python"), "-m", "include.search", query, "-k", str(k), "--json").stdout
         return json.loads(out.strip().splitlines()[-1])
+
+
+class AirflowStack:
+    """The real scheduler path: api-server, scheduler (LocalExecutor) and dag-processor processes."""
+
+    def __init__(self, env: AirflowEnv) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.env = env
+        env.extra_env.update({
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "hn-ingest-test-secret-0123456789abcdef",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        })
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self) -> AirflowStack:
+        logs = self.env.home / "stack-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for name, args in (("api-server", ["api-server", "--port", str(self.port)]),
+                           ("scheduler", ["scheduler"]), ("dag-processor", ["dag-processor"])):
+            log = open(logs / f"{name}.log", "w")
+            self.processes.append(subprocess.Popen([str(BIN / "airflow"), *args], env=self.env.env(), cwd=PROJECT_ROOT,
+                                                   stdout=log, stderr=subprocess.STDOUT))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def runs(self) -> list[dict]:
+        """The DAG's runs, each with a `run_type` taken from its run id (`scheduled__...`)."""
+        out = self.env.run(str(BIN / "airflow"), "dags", "list-runs", "hn_ingest", "-o", "json", check=False).stdout
+        listing = next((line for line in out.splitlines() if line.startswith("[")  and line.rstrip().endswith("]")), "[]")
+        runs = json.loads(listing)
+        for run in runs:
+            run["run_type"] = run["run_id"].split("__")[0]
+        return runs
+
+    def logs(self) -> str:
+        return "\n".join((self.env.home / "stack-logs" / f"{n}.log").read_text()[-3000:]
+                         for n in ("scheduler", "dag-processor", "api-server"))

@@ -33,6 +33,7 @@ class ReplayServer:
         self.release_at: dict[int, float] = {}  # item id → monotonic time it appears; absent = now
         self.routes: dict[str, Handler] = {}
         self.requests: list[str] = []  # every path asked for, for assertions
+        self.newstories_limit = 500  # the real endpoint lists the 500 newest; older ones are in Algolia only
         self._lock = threading.Lock()
         replay = self
 
@@ -121,7 +122,7 @@ class ReplayServer:
         if path == "/v0/newstories.json":
             ids = sorted((i for i, item in self.items.items()
                           if item and item.get("type") == "story" and self.released(i)), reverse=True)
-            return send_json(request, ids[:500])
+            return send_json(request, ids[: self.newstories_limit])
         if path == "/v0/maxitem.json":
             return send_json(request, max((i for i in self.items if self.released(i)), default=0))
         match = re.fullmatch(r"/v0/item/(\d+)\.json", path)
