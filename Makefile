@@ -30,8 +30,9 @@ $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 
 ## One ingestion cycle into Milvus Lite (data/milvus.db), then what is stored.
+## REPLAY=30 runs it against a local replay of 30 corpus stories instead of the live Hacker News.
 run: $(AIRFLOW_HOME)/airflow.db
-	$(BIN)/airflow dags test hn_ingest $(if $(CONF),-c '$(CONF)') > $(AIRFLOW_HOME)/last-run.log 2>&1 \
+	$(if $(REPLAY),$(BIN)/python -m tests.replay_server --stories $(REPLAY) --) $(BIN)/airflow dags test hn_ingest $(if $(CONF),-c '$(CONF)') > $(AIRFLOW_HOME)/last-run.log 2>&1 \
 		|| (tail -n 40 $(AIRFLOW_HOME)/last-run.log; echo "hn_ingest failed: full log in $(AIRFLOW_HOME)/last-run.log"; exit 1)
 	grep -h "run summary\|: failed\|run: " $(AIRFLOW_HOME)/last-run.log | sed 's/^.*\] //' || true
 	$(BIN)/python -m include.status

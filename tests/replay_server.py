@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -208,18 +211,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--stories", type=int, default=30, help="URL stories, each mapped to a corpus page")
+    parser.add_argument("command", nargs=argparse.REMAINDER,
+                        help="after --: a command to run against the replay; the replay stops when it ends")
     args = parser.parse_args()
     replay = ReplayServer(args.port)
     mapped = load_corpus(replay, url_stories=args.stories)
-    print(f"replaying {len(replay.items)} items ({len(mapped)} with pages) on {replay.base_url}")
-    for key, value in replay.connection_env().items():
-        print(f"export {key}='{value}'")
-    replay.start()
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        replay.stop()
+    print(f"replaying {len(replay.items)} Hacker News items ({len(mapped)} stories with pages) on {replay.base_url}")
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    with replay:
+        if command:
+            sys.exit(subprocess.call(command, env={**os.environ, **replay.connection_env()}))
+        for key, value in replay.connection_env().items():
+            print(f"export {key}='{value}'", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
 
 
 if __name__ == "__main__":

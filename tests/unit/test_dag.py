@@ -1,0 +1,49 @@
+"""The DAG file: parses fast without heavy imports, and has the shape users rely on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from include.config import PROJECT_ROOT
+
+HEAVY = ("torch", "sentence_transformers", "unstructured", "pymilvus", "trafilatura", "include.embedding")
+
+
+def load_dag():
+    for folder in ("dags", "plugins"):
+        if str(PROJECT_ROOT / folder) not in sys.path:
+            sys.path.insert(0, str(PROJECT_ROOT / folder))
+    import hn_ingest
+
+    return hn_ingest.hn_ingest()
+
+
+def test_dag_file_parses_without_heavy_imports():
+    code = (
+        "import json, sys, time; sys.path[:0] = ['dags', 'plugins']; t = time.monotonic(); import hn_ingest; "
+        "print(json.dumps([time.monotonic() - t, sorted(m for m in sys.modules if m.split('.')[0] in "
+        f"{tuple(h.split('.')[0] for h in HEAVY)!r} or m == 'include.embedding')]))"
+    )
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    _, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    assert heavy == [], f"heavy modules imported at parse time: {heavy}"
+    assert time.monotonic() - started < 60
+
+
+def test_dag_shape_and_contracts():
+    dag = load_dag()
+    assert dag.dag_id == "hn_ingest"
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert set(dag.task_dict) == {"discover_stories", "extract_batch", "embed_batch", "write_batch", "report_run"}
+    assert set(dag.params.keys()) >= {"reindex", "max_stories", "batch_size"}
+    for task_id in ("extract_batch", "embed_batch", "write_batch"):
+        task = dag.task_dict[task_id]
+        assert task.map_index_template, task_id
+    assert dag.task_dict["write_batch"].max_active_tis_per_dagrun == 1
+    assert dag.task_dict["discover_stories"].retries >= 1
+    assert type(dag.timetable).__name__ == "DeltaDataIntervalTimetable"
+    assert dag.timetable.delta.total_seconds() == 15
