@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 export DO_NOT_TRACK := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: install run test test-fast replay lint bench clean
+.PHONY: install run scheduler test test-fast replay lint bench clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,19 @@ run: $(AIRFLOW_HOME)/airflow.db
 	grep -h "run summary\|: failed\|run: " $(AIRFLOW_HOME)/last-run.log | sed 's/^.*\] //' || true
 	$(BIN)/python -m include.status
 
+## The real scheduler path: api-server (UI on :8080), scheduler (LocalExecutor) and dag-processor.
+## hn_ingest then runs every 15 s; Ctrl-C stops all three.
+scheduler: $(AIRFLOW_HOME)/airflow.db
+	export AIRFLOW__CORE__EXECUTOR=LocalExecutor \
+		AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(or $(PORT),8080)/execution/ \
+		AIRFLOW__API_AUTH__JWT_SECRET=$${AIRFLOW__API_AUTH__JWT_SECRET:-local-only-secret-set-your-own} \
+		AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False; \
+	trap 'kill 0' EXIT; \
+	$(BIN)/airflow api-server --port $(or $(PORT),8080) & \
+	$(BIN)/airflow scheduler & \
+	$(BIN)/airflow dag-processor & \
+	wait
+
 ## The whole suite, in a loopback-only network namespace when possible (root), with the tripwire always.
 test: $(VENV)/.installed
 	tests/run_offline.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -47,6 +60,10 @@ test-fast: $(VENV)/.installed
 ## A local replay of HN over the corpus, for `make run` without internet (see README).
 replay: $(VENV)/.installed
 	$(BIN)/python -m tests.replay_server --stories $(or $(STORIES),30)
+
+## Benchmarks (docs/benchmarks.md): each prints a table and saves it under bench/results/.
+bench: $(VENV)/.installed
+	tests/run_offline.sh $(BIN)/python -m bench.bulk_ingest $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check dags plugins include tests bench

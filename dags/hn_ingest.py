@@ -30,12 +30,13 @@ ingests the stories created in each run's data interval (Algolia HN search).
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, Variable, dag, get_current_context, task
 from airflow.sdk.definitions.timetables.interval import DeltaDataIntervalTimetable
-
 from hn_providers.hooks.hacker_news import HackerNewsHook
 from hn_providers.hooks.milvus import MilvusHook
 from hn_providers.operators.milvus import MilvusIngestOperator
@@ -110,7 +111,7 @@ def hn_ingest():
         counter = TokenCounter(EmbeddingConfig().model_name)
         extracted = extract(batch["story_ids"], HackerNewsHook().get_conn(), _fetch_config(), ChunkConfig(), counter)
         path = run_dir(get_current_context()["run_id"]) / f"batch-{batch['number']:04d}.json"
-        return {**batch, "extracted": str(write_extracted(path, extracted))}
+        return {**batch, "extracted": str(write_extracted(path, extracted)), "seconds": extracted.seconds}
 
     @task(map_index_template=BATCH_LABEL)
     def embed_batch(batch: dict) -> dict:
@@ -120,10 +121,12 @@ def hn_ingest():
 
         _label_mapped_instance(batch)
         chunks = read_extracted(batch["extracted"]).chunks
+        started = time.monotonic()
         vectors = embed_texts([embedding_input(c.title, c.text) for c in chunks])
+        seconds = {**batch["seconds"], "embed": time.monotonic() - started}
         path = write_vectors(batch["extracted"].replace(".json", ".npy"), vectors)
-        print(f"{batch['label']}: embedded {len(chunks)} chunks")
-        return {**batch, "vectors": str(path)}
+        print(f"{batch['label']}: embedded {len(chunks)} chunks in {seconds['embed']:.1f} s")
+        return {**batch, "vectors": str(path), "seconds": seconds}
 
     @task
     def report_run(results: list[dict]) -> dict:
@@ -135,8 +138,12 @@ def hn_ingest():
                 totals[status] = totals.get(status, 0) + count
             for problem in result["problems"]:
                 print(problem)
-        summary = {"chunks_written": sum(r["chunks"] for r in results), "stories": totals}
-        print(f"run summary: {summary}")
+        seconds: dict[str, float] = {}
+        for result in results:
+            for stage, value in result.get("seconds", {}).items():
+                seconds[stage] = round(seconds.get(stage, 0.0) + value, 3)
+        summary = {"chunks_written": sum(r["chunks"] for r in results), "stories": totals, "stage_seconds": seconds}
+        print(f"run summary: {json.dumps(summary)}")
         remove_run(get_current_context()["run_id"])  # the run succeeded: its staging is no longer needed
         return summary
 

@@ -7,6 +7,7 @@ stop the batch; an unreachable Hacker News API raises, so Airflow retries the ta
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 class ExtractedBatch:
     chunks: list[Chunk] = field(default_factory=list)
     outcomes: list[StoryOutcome] = field(default_factory=list)  # one per story of the batch
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage, for the run report
 
 
 def extract_batch(
@@ -35,16 +37,18 @@ def extract_batch(
 ) -> ExtractedBatch:
     """Fetch items and pages concurrently (I/O), then partition and chunk them one by one (CPU)."""
     fetcher = PageFetcher(fetch_config)
+    batch = ExtractedBatch()
+    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=fetch_config.concurrency) as pool:
         # An API failure re-raises here and fails the task: nothing of the batch is written.
         stories = list(pool.map(lambda story_id: story_from_item(story_id, hn.get_item(story_id)), story_ids))
         pages = list(pool.map(lambda s: _fetch(s, fetcher) if isinstance(s, Story) else s, stories))
-    batch = ExtractedBatch()
+    batch.seconds = {"fetch": time.monotonic() - started, "partition": 0.0, "chunk": 0.0}
     for page in pages:
         if isinstance(page, StoryOutcome):
             batch.outcomes.append(page)
             continue
-        chunks, outcome = _chunk_page(page, chunk_config, counter)
+        chunks, outcome = _chunk_page(page, chunk_config, counter, batch.seconds)
         batch.chunks.extend(chunks)
         batch.outcomes.append(outcome)
         log.info("%s", outcome.reason or f"story {page.story.id}: {len(chunks)} chunks")
@@ -61,13 +65,20 @@ def _fetch(story: Story, fetcher: PageFetcher) -> Page | StoryOutcome:
     return Page(story, html, final_url)
 
 
-def _chunk_page(page: Page, chunk_config: ChunkConfig, counter: TokenCounter) -> tuple[list[Chunk], StoryOutcome]:
+def _chunk_page(
+    page: Page, chunk_config: ChunkConfig, counter: TokenCounter, seconds: dict[str, float]
+) -> tuple[list[Chunk], StoryOutcome]:
     story = page.story
+    started = time.monotonic()
     try:
         elements = partition_text_post(page.html) if page.final_url is None else partition_page(page.html)
     except Exception as exc:  # noqa: BLE001 - any parser error is this page's problem, not the batch's
         return [], _failed(story, "partition", f"{type(exc).__name__}: {exc}")
+    finally:
+        seconds["partition"] += time.monotonic() - started
+    started = time.monotonic()
     chunks = chunk_elements(elements, story, story.url or story.hn_link, chunk_config, counter)
+    seconds["chunk"] += time.monotonic() - started
     if not chunks:
         return [], _failed(story, "chunk", "no text found on the page")
     return chunks, StoryOutcome(story.id, "ingested", story.title, story.url or story.hn_link, chunk_count=len(chunks))

@@ -104,7 +104,7 @@ class ChunkStore:
                 "ingested_at": now,
                 "embedding": vector.tolist(),
             }
-            for c, vector in zip(chunks, vectors)
+            for c, vector in zip(chunks, vectors, strict=False)
         ]
         for start in range(0, len(rows), _WRITE_SLICE):
             self.client.upsert(CHUNKS_COLLECTION, rows[start : start + _WRITE_SLICE])

@@ -26,13 +26,15 @@ def run_dir(run_id: str) -> Path:
 
 
 def write_extracted(path: Path, batch: ExtractedBatch) -> Path:
-    body = {"chunks": [c.to_dict() for c in batch.chunks], "outcomes": [o.to_dict() for o in batch.outcomes]}
+    body = {"chunks": [c.to_dict() for c in batch.chunks], "outcomes": [o.to_dict() for o in batch.outcomes],
+            "seconds": batch.seconds}
     return _atomic_write(path, lambda f: f.write(json.dumps(body, ensure_ascii=False).encode("utf-8")))
 
 
 def read_extracted(path: Path) -> ExtractedBatch:
     body = json.loads(Path(path).read_text(encoding="utf-8"))
-    return ExtractedBatch([Chunk(**c) for c in body["chunks"]], [StoryOutcome(**o) for o in body["outcomes"]])
+    return ExtractedBatch([Chunk(**c) for c in body["chunks"]], [StoryOutcome(**o) for o in body["outcomes"]],
+                          body.get("seconds", {}))
 
 
 def write_vectors(path: Path, vectors: np.ndarray) -> Path:

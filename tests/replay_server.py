@@ -188,7 +188,7 @@ def load_corpus(replay: ReplayServer, url_stories: int = 30, text_posts: int = 3
     with_url = [s for s in stories if s.get("url") and not s.get("dead") and not s.get("deleted")]
     text = [s for s in stories if s.get("text") and not s.get("url") and not s.get("dead") and not s.get("deleted")]
     mapped: dict[int, corpus.CorpusPage] = {}
-    for story, page in zip(with_url[:url_stories], pages):
+    for story, page in zip(with_url[:url_stories], pages, strict=False):
         item = copy.deepcopy(story)
         item["title"] = page.title
         item["url"] = replay.add_page(f"/pages/{page.name}.html", page.body, _content_type(page))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from functools import cached_property
 from typing import Any
@@ -37,14 +38,16 @@ class MilvusIngestOperator(BaseOperator):
 
         extracted = read_extracted(self.batch["extracted"])
         vectors = read_vectors(self.batch["vectors"])
+        started = time.monotonic()
         with self.hook as hook:
             store = hook.get_store()
             store.ensure_collections()
             written = store.write_batch(extracted.chunks, vectors, extracted.outcomes)
+        seconds = {**self.batch.get("seconds", {}), "write": time.monotonic() - started}
         statuses = Counter(o.status for o in extracted.outcomes)
         for outcome in extracted.outcomes:
             if outcome.status != "ingested":
                 self.log.warning("%s: %s", outcome.status, outcome.reason)
         self.log.info("%s: %d chunk rows written; %s", self.batch["label"], written, dict(statuses))
-        return {"label": self.batch["label"], "chunks": written, "statuses": dict(statuses),
+        return {"label": self.batch["label"], "chunks": written, "statuses": dict(statuses), "seconds": seconds,
                 "problems": [f"{o.status}: {o.reason}" for o in extracted.outcomes if o.status != "ingested"]}

@@ -1,0 +1,90 @@
+"""Shared set-up of the benchmarks: a replay of the whole corpus, an Airflow home, a results table."""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import subprocess
+import time
+from datetime import datetime
+
+from include.config import PROJECT_ROOT
+from tests import corpus
+from tests.airflow_cli import AirflowEnv, DagRunResult
+from tests.replay_server import ReplayServer, load_corpus
+
+RESULTS = PROJECT_ROOT / "bench" / "results"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import os
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}"
+
+
+def corpus_replay(stories: int = 200) -> ReplayServer:
+    """A started replay whose first `stories` URL stories point at the corpus pages, one each."""
+    replay = ReplayServer()
+    replay.mapped = load_corpus(replay, url_stories=stories, text_posts=0, dead=0, deleted=0)
+    return replay.start()
+
+
+def fresh_env(name: str, replay: ReplayServer) -> AirflowEnv:
+    root = RESULTS / name
+    subprocess.run(["rm", "-rf", str(root)], check=True)
+    env = AirflowEnv(root / "airflow", root / "data", replay.connection_env())
+    env.migrate()
+    return env
+
+
+def timed_dags_test(env: AirflowEnv, conf: dict | None = None) -> tuple[DagRunResult, float]:
+    started = time.monotonic()
+    result = env.dags_test(conf, timeout=3600)
+    wall = time.monotonic() - started
+    if not result.succeeded:
+        raise SystemExit(f"hn_ingest failed:\n{result.log[-5000:]}")
+    return result, wall
+
+
+def run_summary(result: DagRunResult) -> dict:
+    line = result.lines("run summary: ")[-1]
+    return json.loads(line.split("run summary: ", 1)[1].strip())
+
+
+def task_seconds(result: DagRunResult) -> dict[str, float]:
+    """Seconds per task id, from the `[DAG TEST] starting/end task` lines of `airflow dags test`."""
+    stamp = re.compile(r"^(\S+Z) .*\[DAG TEST\] (starting|end) task task_id=(\S+) map_index=(\S+)")
+    started: dict[tuple[str, str], datetime] = {}
+    totals: dict[str, float] = {}
+    for line in result.log.splitlines():
+        match = stamp.match(line)
+        if not match:
+            continue
+        when = datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
+        key = (match.group(3), match.group(4))
+        if match.group(2) == "starting":
+            started[key] = when
+        elif key in started:
+            totals[key[0]] = totals.get(key[0], 0.0) + (when - started.pop(key)).total_seconds()
+    return totals
+
+
+def print_table(title: str, rows: list[tuple[str, str]], save_as: str | None = None) -> None:
+    width = max(len(k) for k, _ in rows)
+    text = "\n".join([f"## {title}", f"machine: {machine()}", *(f"{k:<{width}}  {v}" for k, v in rows)])
+    print(text, flush=True)
+    if save_as:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / save_as).write_text(text + "\n")
+
+
+def corpus_ok() -> None:
+    if not corpus.corpus_available():
+        raise SystemExit(f"the corpus is missing at {corpus.corpus_dir()}")
