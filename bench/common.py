@@ -60,7 +60,7 @@ def run_summary(result: DagRunResult) -> dict:
 
 def task_seconds(result: DagRunResult) -> dict[str, float]:
     """Seconds per task id, from the `[DAG TEST] starting/end task` lines of `airflow dags test`."""
-    stamp = re.compile(r"^(\S+Z) .*\[DAG TEST\] (starting|end) task task_id=(\S+) map_index=(\S+)")
+    stamp = re.compile(r"^(\S+Z) .*\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(\S+)")
     started: dict[tuple[str, str], datetime] = {}
     totals: dict[str, float] = {}
     for line in result.log.splitlines():

@@ -177,7 +177,7 @@ class ChunkStore:
 
     def chunks_of(self, story_id: int) -> list[dict]:
         rows = self._query_all(CHUNKS_COLLECTION, f"story_id == {int(story_id)}",
-                               ["id", "story_id", "chunk_index", "title", "text"])
+                               ["id", "story_id", "chunk_index", "title", "text", "ingested_at"])
         return sorted(rows, key=lambda r: r["chunk_index"])
 
     def all_chunk_keys(self) -> list[tuple[int, int, int]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -106,18 +107,20 @@ class AirflowStack:
         for name, args in (("api-server", ["api-server", "--port", str(self.port)]),
                            ("scheduler", ["scheduler"]), ("dag-processor", ["dag-processor"])):
             log = open(logs / f"{name}.log", "w")
+            # Own process group each: the scheduler's children (serve-logs, workers) stop with it.
             self.processes.append(subprocess.Popen([str(BIN / "airflow"), *args], env=self.env.env(), cwd=PROJECT_ROOT,
-                                                   stdout=log, stderr=subprocess.STDOUT))
+                                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         return self
 
     def __exit__(self, *exc) -> None:
         for process in self.processes:
-            process.terminate()
+            _signal_group(process, signal.SIGTERM)
         for process in self.processes:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                process.kill()
+                pass
+            _signal_group(process, signal.SIGKILL)
 
     def runs(self) -> list[dict]:
         """The DAG's runs, each with a `run_type` taken from its run id (`scheduled__...`)."""
@@ -131,3 +134,10 @@ class AirflowStack:
     def logs(self) -> str:
         return "\n".join((self.env.home / "stack-logs" / f"{n}.log").read_text()[-3000:]
                          for n in ("scheduler", "dag-processor", "api-server"))
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass

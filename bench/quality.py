@@ -1,0 +1,112 @@
+"""Bench 6: content quality of what ends up in Milvus, against the corpus ground truth.
+
+    python -m bench.quality     # needs the database of `python -m bench.bulk_ingest`
+
+For every page with a ground-truth `.txt`: bag-of-words token precision/recall/F1 of the page's chunks
+joined, against the truth; for `.snippets.json` pages, the share of `with` snippets present and of
+`without` snippets absent. The same for trafilatura's `extract` (the reference) and for Unstructured
+on the whole page (no main-content step), in the same run. Retrieval: each page's title as the query,
+is the page's story in the top 5?
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from statistics import mean
+
+from bench.common import RESULTS, corpus_ok, print_table
+from include.fetch import decode_html
+from tests.replay_server import ReplayServer, load_corpus
+
+
+def tokens(text: str) -> Counter:
+    return Counter(re.findall(r"\w+", text.lower()))
+
+
+def prf(candidate: str, truth: str) -> tuple[float, float, float]:
+    got, want = tokens(candidate), tokens(truth)
+    overlap = sum((got & want).values())
+    precision = overlap / max(1, sum(got.values()))
+    recall = overlap / max(1, sum(want.values()))
+    return precision, recall, (2 * precision * recall / (precision + recall) if overlap else 0.0)
+
+
+def normalized(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def snippet_scores(candidate: str, snippets: dict) -> tuple[list[float], list[float]]:
+    text = normalized(candidate)
+    present = [1.0 if normalized(s) in text else 0.0 for s in snippets.get("with", [])]
+    absent = [1.0 if normalized(s) not in text else 0.0 for s in snippets.get("without", [])]
+    return present, absent
+
+
+def main() -> None:
+    corpus_ok()
+    import trafilatura
+
+    from include.partition import partition_page
+
+    dump = RESULTS / "bulk" / "data" / "chunks.json"
+    if not dump.is_file():
+        raise SystemExit("run `python -m bench.bulk_ingest` first: this bench reads its Milvus database")
+    status = json.loads(dump.read_text())
+    texts: dict[int, list[str]] = {}
+    for row in sorted(status["chunk_rows"], key=lambda r: (r["story_id"], r["chunk_index"])):
+        texts.setdefault(row["story_id"], []).append(row["text"])
+    mapping = load_corpus(ReplayServer(), url_stories=200, text_posts=0, dead=0, deleted=0)  # same as the bulk run
+
+    systems = {"hn_ingest (Milvus)": [], "trafilatura.extract": [], "unstructured, whole page": []}
+    snippets = {name: ([], []) for name in systems}
+    for story_id, page in mapping.items():
+        if page.truth_text is None and page.snippets is None:
+            continue
+        html = decode_html(page.body, page.charset or None)
+        candidates = {
+            "hn_ingest (Milvus)": "\n".join(texts.get(story_id, [])),
+            "trafilatura.extract": trafilatura.extract(html) or "",
+            "unstructured, whole page": "\n".join(e.text for e in partition_page(html, main_content_only=False)),
+        }
+        for name, candidate in candidates.items():
+            if page.truth_text is not None:
+                systems[name].append(prf(candidate, page.truth_text))
+            if page.snippets is not None:
+                present, absent = snippet_scores(candidate, page.snippets)
+                snippets[name][0].extend(present)
+                snippets[name][1].extend(absent)
+
+    rows = []
+    for name, scores in systems.items():
+        p, r, f = (mean(s[i] for s in scores) for i in range(3))
+        present, absent = snippets[name]
+        rows.append((name, f"P {p:.3f}  R {r:.3f}  F1 {f:.3f} over {len(scores)} pages;  "
+                           f"snippets with {mean(present):.3f}, without {mean(absent):.3f} ({len(present)}/{len(absent)})"))
+    rows.append(("retrieval: title -> story in top 5", retrieval(mapping)))
+    print_table("Content quality against the corpus ground truth", rows, "quality.txt")
+
+
+def retrieval(mapping) -> str:
+    from include.config import EmbeddingConfig
+    from include.embedding import embed_texts
+    from include.milvus_client import close_client, open_client
+    from include.milvus_store import ChunkStore
+
+    uri = str(RESULTS / "bulk" / "data" / "milvus.db")
+    client = open_client(uri)
+    try:
+        store = ChunkStore(client)
+        store.ensure_collections()
+        ids = list(mapping)
+        vectors = embed_texts([mapping[i].title for i in ids], EmbeddingConfig())
+        hits = sum(1 for story_id, vector in zip(ids, vectors, strict=True)
+                   if story_id in {h["story_id"] for h in store.search(vector, k=5)})
+    finally:
+        close_client(client, uri)
+    return f"{hits / len(ids):.3f} ({hits}/{len(ids)})  (goal >= 0.95)"
+
+
+if __name__ == "__main__":
+    main()
