@@ -82,19 +82,28 @@ def _fetch_config():
 def hn_ingest():
     @task
     def discover_stories() -> list[dict]:
-        from include.planning import Window, plan_batches, select_story_ids
+        from include.planning import Window, plan_batches, select_story_ids, wait_for_new_stories
         from include.staging import prune
 
         context = get_current_context()
         params, dag_run = context["params"], context["dag_run"]
         mode = "reindex" if params["reindex"] else ("backfill" if dag_run.run_type == "backfill" else "new")
-        window = None
-        if mode == "backfill":
-            window = Window(int(context["data_interval_start"].timestamp()), int(context["data_interval_end"].timestamp()))
-        with MilvusHook() as milvus:
-            store = milvus.get_store()
-            store.ensure_collections()
-            story_ids = select_story_ids(mode, HackerNewsHook().get_conn(), store, window, params["max_stories"])
+        start, end = context["data_interval_start"], context["data_interval_end"]
+        window = Window(int(start.timestamp()), int(end.timestamp())) if mode == "backfill" else None
+        hn = HackerNewsHook().get_conn()
+
+        def select() -> list[int]:
+            with MilvusHook() as milvus:
+                store = milvus.get_store()
+                store.ensure_collections()
+                return select_story_ids(mode, hn, store, window, params["max_stories"])
+
+        story_ids = select()
+        if not story_ids and dag_run.run_type == "scheduled":
+            # Nothing new: watch the API until the next run is due rather than sit idle between runs.
+            next_run_due = (end + (end - start)).timestamp() - 1
+            if wait_for_new_stories(hn, set(hn.new_story_ids()), until=min(next_run_due, time.time() + 30)):
+                story_ids = select()
         prune()
         batches = plan_batches(story_ids, params["batch_size"])
         print(f"{mode} run: {len(story_ids)} stories in {len(batches)} batches")
@@ -116,13 +125,13 @@ def hn_ingest():
     @task(map_index_template=BATCH_LABEL)
     def embed_batch(batch: dict) -> dict:
         from include.chunking import embedding_input
-        from include.embedding import embed_texts
+        from include.embedding_service import embed
         from include.staging import read_extracted, write_vectors
 
         _label_mapped_instance(batch)
         chunks = read_extracted(batch["extracted"]).chunks
         started = time.monotonic()
-        vectors = embed_texts([embedding_input(c.title, c.text) for c in chunks])
+        vectors = embed([embedding_input(c.title, c.text) for c in chunks])
         seconds = {**batch["seconds"], "embed": time.monotonic() - started}
         path = write_vectors(batch["extracted"].replace(".json", ".npy"), vectors)
         print(f"{batch['label']}: embedded {len(chunks)} chunks in {seconds['embed']:.1f} s")
