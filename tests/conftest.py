@@ -13,6 +13,9 @@ from tests.airflow_cli import AirflowEnv
 
 TRIPWIRE = Path(__file__).parent / "tripwire"
 
+# Embedding services started by the tests' task processes exit soon after the last request.
+os.environ.setdefault("HN_INGEST_EMBEDDING_SERVICE_IDLE", "30")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def network_guard(tmp_path_factory):
