@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import subprocess
@@ -16,6 +17,9 @@ from tests.replay_server import ReplayServer, load_corpus
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 
+# Each bench database gets its own embedding service: let them go soon after the bench.
+os.environ.setdefault("HN_INGEST_EMBEDDING_SERVICE_IDLE", "60")
+
 
 def machine() -> str:
     cpu = "unknown CPU"
@@ -23,8 +27,6 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    import os
-
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}"
 
