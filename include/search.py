@@ -13,13 +13,13 @@ import argparse
 import json
 
 from include.config import EmbeddingConfig
-from include.embedding import embed_texts
+from include.embedding_service import embed
 from include.milvus_client import close_client, open_client, uri_from_environment
 from include.milvus_store import ChunkStore
 
 
 def search(query: str, k: int = 5) -> list[dict]:
-    vector = embed_texts([query], EmbeddingConfig())[0]
+    vector = embed([query], EmbeddingConfig())[0]  # the warm service, when a task has started it
     uri, token = uri_from_environment()
     client = open_client(uri, token)
     try:
