@@ -35,14 +35,14 @@ def ingest(stories: int, name: str) -> dict:
         env = fresh_env(name, replay)
         first, first_wall = timed_dags_test(env, {"batch_size": 25})
         reindex, reindex_wall = timed_dags_test(env, {"reindex": True, "batch_size": 25})
-        pages_before = sum(1 for p in replay.requests if p.startswith("/pages/"))
+        pages_before = replay.page_requests()
         idle, idle_wall = timed_dags_test(env)
-        idle_pages = sum(1 for p in replay.requests if p.startswith("/pages/")) - pages_before
-        status = env.run(sys.executable, "-m", "include.status", "--json", "--chunks").stdout
+        idle_pages = replay.page_requests() - pages_before
+        status = env.status(chunks=True)
         dump = env.data_dir / "chunks.json"
-        dump.write_text(status)
+        dump.write_text(json.dumps(status))
     return {"env": env, "first": (first, first_wall), "reindex": (reindex, reindex_wall), "idle": (idle, idle_wall),
-            "status": json.loads(status), "dump": dump, "idle_pages": idle_pages}
+            "status": status, "dump": dump, "idle_pages": idle_pages}
 
 
 def embedding_bound(dump, env) -> dict:

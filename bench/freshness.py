@@ -9,9 +9,7 @@ its appearance in the API to its first chunk being written to Milvus (`ingested_
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 
 from bench.common import corpus_ok, fresh_env, print_table
@@ -51,12 +49,12 @@ def main() -> None:
         time.sleep(args.stories * args.every + 60)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            status = json.loads(env.run(sys.executable, "-m", "include.status", "--json").stdout)
+            status = env.status()
             if len(status["story_rows"]) >= len(mapped):  # every story ingested or recorded as failed
                 break
             time.sleep(10)
         runs = stack.runs()
-    dump = json.loads(env.run(sys.executable, "-m", "include.status", "--json", "--chunks").stdout)
+    dump = env.status(chunks=True)
     first_write: dict[int, int] = {}
     for row in dump["chunk_rows"]:
         first_write[row["story_id"]] = min(first_write.get(row["story_id"], 1 << 62), row.get("ingested_at", 0))

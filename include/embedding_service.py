@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from include.config import EmbeddingConfig, data_dir
+from include.config import PROJECT_ROOT, EmbeddingConfig, data_dir
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _start(path: Path, config: EmbeddingConfig) -> None:
         subprocess.Popen(
             [sys.executable, "-m", "include.embedding_service", "--socket", str(path), "--model", config.model_name],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH")]))},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))},
         )
         deadline = time.monotonic() + START_TIMEOUT
         while not _reachable(path):

@@ -74,8 +74,10 @@ class AirflowEnv:
         result = self.run(*args, timeout=timeout, check=False)
         return DagRunResult(result.returncode, result.stdout + result.stderr)
 
-    def status(self) -> dict:
-        return json.loads(self.run(str(BIN / "python"), "-m", "include.status", "--json").stdout)
+    def status(self, chunks: bool = False) -> dict:
+        """`python -m include.status --json` (with every chunk's text when `chunks`)."""
+        args = ["--json", "--chunks"] if chunks else ["--json"]
+        return json.loads(self.run(str(BIN / "python"), "-m", "include.status", *args).stdout)
 
     def search(self, query: str, k: int = 5) -> list[dict]:
         out = self.run(str(BIN / "python"), "-m", "include.search", query, "-k", str(k), "--json").stdout

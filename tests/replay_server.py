@@ -107,6 +107,9 @@ class ReplayServer:
         self.routes[path] = serve
         return f"{self.base_url}{path}"
 
+    def page_requests(self) -> int:
+        return sum(1 for path in self.requests if path.startswith("/pages/"))
+
     def released(self, item_id: int) -> bool:
         return self.release_at.get(item_id, 0.0) <= time.monotonic()
 

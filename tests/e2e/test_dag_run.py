@@ -79,10 +79,7 @@ def test_dead_and_deleted_stories_are_recorded_as_skipped_and_store_nothing(repl
 
 
 def test_every_chunk_fits_the_model_window(env, first_run):
-    chunks = env.run(env_python(), "-m", "include.status", "--json", "--chunks").stdout
-    import json
-
-    rows = json.loads(chunks)["chunk_rows"]
+    rows = env.status(chunks=True)["chunk_rows"]
     counter = TokenCounter(EmbeddingConfig().model_name)
     sizes = [counter.count(embedding_input(r["title"], r["text"])) for r in rows]
     assert rows and max(sizes) <= ChunkConfig().max_tokens, max(sizes)
@@ -108,33 +105,27 @@ def test_a_sentence_from_a_page_finds_its_story(env, replay, first_run):
 
 def test_a_second_run_fetches_and_embeds_nothing(env, replay, first_run):
     _, before = first_run
-    pages_asked = sum(1 for p in replay.requests if p.startswith("/pages/"))
+    pages_asked = replay.page_requests()
     result = env.dags_test()
     assert result.succeeded, result.log[-4000:]
     assert result.lines("new run: 0 stories in 0 batches")
     assert not result.lines("embedded")
-    assert sum(1 for p in replay.requests if p.startswith("/pages/")) == pages_asked
+    assert replay.page_requests() == pages_asked
     after = env.status()
     assert after["chunks"] == before["chunks"]
 
 
 def test_reindex_replaces_rows_in_place(env, replay, first_run):
     _, before = first_run
-    pages_asked = sum(1 for p in replay.requests if p.startswith("/pages/"))
+    pages_asked = replay.page_requests()
     result = env.dags_test({"reindex": True})
     assert result.succeeded, result.log[-4000:]
     known = sum(1 for r in before["story_rows"] if r["status"] in ("ingested", "failed"))
     assert result.lines(f"reindex run: {known} stories")
-    assert sum(1 for p in replay.requests if p.startswith("/pages/")) > pages_asked
+    assert replay.page_requests() > pages_asked
     after = env.status()
     assert after["chunks"] == before["chunks"]
     assert after["chunks"] == after["distinct_chunk_ids"] == after["distinct_story_chunk_pairs"]
-
-
-def env_python() -> str:
-    import sys
-
-    return sys.executable
 
 
 def _middle_sentence(text: str) -> str | None:

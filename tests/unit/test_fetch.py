@@ -138,6 +138,6 @@ def _redirect(request, location: str) -> None:
     request.end_headers()
 
 
-def test_send_helper_is_used_for_pages(server):
+def test_xhtml_is_accepted_as_html(server):
     server.routes["/x"] = lambda r: send(r, 200, ARTICLE, "application/xhtml+xml")
     assert "Hello" in fetcher().fetch_html(f"{server.base_url}/x")[0]
