@@ -61,17 +61,27 @@ def run_summary(result: DagRunResult) -> dict:
 
 
 def task_seconds(result: DagRunResult) -> dict[str, float]:
-    """Seconds per task id, from the `[DAG TEST] starting/end task` lines of `airflow dags test`."""
-    stamp = re.compile(r"^(\S+Z) .*\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(\S+)")
+    """Seconds per task id, from `Task started` to `[DAG TEST] end task` in `airflow dags test` logs.
+
+    `airflow dags test` runs tasks one after the other; the time between its `starting` line and the
+    task's `Task started` is its own start-up (~4 s before the first task), not the task's.
+    """
+    stamp = re.compile(r"^(\S+Z) .*(\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(\S+)|Task started)")
     started: dict[tuple[str, str], datetime] = {}
+    current: tuple[str, str] | None = None
     totals: dict[str, float] = {}
     for line in result.log.splitlines():
         match = stamp.match(line)
         if not match:
             continue
         when = datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
-        key = (match.group(3), match.group(4))
-        if match.group(2) == "starting":
+        if match.group(2) == "Task started":
+            if current is not None:
+                started[current] = when
+            continue
+        key = (match.group(4), match.group(5))
+        if match.group(3) == "starting":
+            current = key
             started[key] = when
         elif key in started:
             totals[key[0]] = totals.get(key[0], 0.0) + (when - started.pop(key)).total_seconds()

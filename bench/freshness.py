@@ -9,6 +9,7 @@ its appearance in the API to its first chunk being written to Milvus (`ingested_
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 
@@ -26,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=24)
     parser.add_argument("--every", type=float, default=5.0, help="seconds between two new stories")
+    parser.add_argument("--schedule", type=int, default=15, help="the DAG's interval (HN_INGEST_SCHEDULE_SECONDS)")
     args = parser.parse_args()
     corpus_ok()
     replay = ReplayServer()
@@ -35,6 +37,7 @@ def main() -> None:
         replay.release_at[story_id] = far_future  # nothing is visible until the stack is warm
     env = fresh_env("freshness", replay)
     env.extra_env["AIRFLOW__CORE__PARALLELISM"] = "4"
+    env.extra_env["HN_INGEST_SCHEDULE_SECONDS"] = str(args.schedule)
     released_wall: dict[int, float] = {}
     with replay, AirflowStack(env) as stack:
         deadline = time.monotonic() + 300
@@ -62,15 +65,31 @@ def main() -> None:
     durations = [
         (_iso(r["end_date"]) - _iso(r["start_date"])) for r in runs if r.get("end_date") and r.get("start_date")
     ]
+    idle = _idle_discoveries(env.home)
     rows = [
         ("stories released / ingested", f"{len(mapped)} / {len(latencies)}  (one every {args.every:g} s)"),
         ("latency p50 (s)", f"{statistics.median(latencies):.1f}  (goal <= 10; streaming baseline 15.6)"),
         ("latency p95 (s)", f"{percentile(latencies, 0.95):.1f}  (goal <= 20; streaming baseline 21.5)"),
         ("latency max (s)", f"{max(latencies):.1f}"),
         ("runs / median run duration (s)", f"{len(runs)} / {statistics.median(durations):.1f}" if durations else str(len(runs))),
+        ("idle scheduled runs: CPU per discover (s)",
+         f"median {statistics.median(c for c, _ in idle):.2f}, max {max(c for c, _ in idle):.2f} over {len(idle)} runs "
+         f"(each watched the API {statistics.median(w for _, w in idle):.1f} s)" if idle else "no idle run seen"),
         ("resolution", "ingested_at is in whole seconds (truncated): latencies are exact to -1 s"),
     ]
-    print_table("Freshness on the real scheduler (LocalExecutor, 15 s schedule)", rows, "freshness.txt")
+    print_table(f"Freshness on the real scheduler (LocalExecutor, {args.schedule} s schedule)", rows,
+                f"freshness-{args.schedule}s.txt")
+
+
+def _idle_discoveries(airflow_home) -> list[tuple[float, float]]:
+    """(CPU seconds, seconds spent watching the API) of each scheduled discover that found nothing."""
+    found = []
+    pattern = re.compile(r"new run: 0 stories in 0 batches(?: \(watched the API for ([0-9.]+) s\))?; ([0-9.]+) s CPU")
+    for log in (airflow_home / "logs").glob("dag_id=hn_ingest/run_id=scheduled__*/task_id=discover_stories/*.log"):
+        match = pattern.search(log.read_text(errors="replace"))
+        if match:
+            found.append((float(match.group(2)), float(match.group(1) or 0)))
+    return found
 
 
 def _iso(value: str) -> float:

@@ -1,7 +1,7 @@
 """
 ### hn_ingest: Hacker News stories → Unstructured chunks → MiniLM vectors → Milvus
 
-Every 15 seconds this DAG finds Hacker News stories it has not ingested yet, fetches each story's
+Every 15 seconds (`HN_INGEST_SCHEDULE_SECONDS`) this DAG finds Hacker News stories it has not ingested yet, fetches each story's
 page (or takes the text of an Ask HN-style post), keeps the page's main content, partitions and chunks
 it with Unstructured (every chunk fits the model's 256-token window), embeds the chunks with
 all-MiniLM-L6-v2 and upserts them into the Milvus collection `hn_chunks`.
@@ -31,6 +31,7 @@ ingests the stories created in each run's data interval (Algolia HN search).
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import timedelta
 
@@ -57,8 +58,9 @@ def _fetch_config():
 
 @dag(
     dag_id="hn_ingest",
-    # Data intervals (not bare trigger times) so that a backfill run knows which 15 s it covers.
-    schedule=DeltaDataIntervalTimetable(timedelta(seconds=15)),
+    # Data intervals (not bare trigger times) so that a backfill run knows which seconds it covers.
+    # A shorter interval is fresher under a steady stream of stories, and makes backfills longer.
+    schedule=DeltaDataIntervalTimetable(timedelta(seconds=int(os.environ.get("HN_INGEST_SCHEDULE_SECONDS", "15")))),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -85,6 +87,7 @@ def hn_ingest():
         from include.planning import Window, plan_batches, select_story_ids, wait_for_new_stories
         from include.staging import prune
 
+        cpu_started = time.process_time()
         context = get_current_context()
         params, dag_run = context["params"], context["dag_run"]
         mode = "reindex" if params["reindex"] else ("backfill" if dag_run.run_type == "backfill" else "new")
@@ -99,14 +102,18 @@ def hn_ingest():
                 return select_story_ids(mode, hn, store, window, params["max_stories"])
 
         story_ids = select()
+        watched = time.monotonic()
         if not story_ids and dag_run.run_type == "scheduled":
             # Nothing new: watch the API until the next run is due rather than sit idle between runs.
             next_run_due = (end + (end - start)).timestamp() - 1
             if wait_for_new_stories(hn, set(hn.new_story_ids()), until=min(next_run_due, time.time() + 30)):
                 story_ids = select()
+        watched = time.monotonic() - watched
         prune()
         batches = plan_batches(story_ids, params["batch_size"])
-        print(f"{mode} run: {len(story_ids)} stories in {len(batches)} batches")
+        print(f"{mode} run: {len(story_ids)} stories in {len(batches)} batches"
+              + (f" (watched the API for {watched:.1f} s)" if watched > 1 else "")
+              + f"; {time.process_time() - cpu_started:.2f} s CPU")
         return batches
 
     @task(map_index_template=BATCH_LABEL)
