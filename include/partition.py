@@ -62,12 +62,65 @@ def main_content_html(html: str) -> str | None:
 
 def partition_page(html: str, *, main_content_only: bool = True) -> list:
     """Partition a page into Unstructured elements (Title, NarrativeText, ListItem, Table, ...)."""
-    from unstructured.partition.html import partition_html
-
     _use_offline_classifier()
     content = (main_content_html(html) if main_content_only else None) or html
+    elements = _partition(content)
+    if not any(e.text.strip() for e in elements):
+        # libxml2 stops at 256 levels of nesting, so a pathologically deep page parses as empty:
+        # flatten it into paragraphs with a parser that has no depth limit and partition that.
+        elements = _partition(flatten_html(html))
+    return elements
+
+
+def _partition(html: str) -> list:
+    from unstructured.partition.html import partition_html
+
     # One language for the whole document: per-element detection is slow and unused downstream.
-    return partition_html(text=content, languages=["eng"], detect_language_per_element=False)
+    return partition_html(text=html, languages=["eng"], detect_language_per_element=False)
+
+
+_SKIPPED = {"script", "style", "noscript", "template", "svg", "head"}
+_BLOCKS = {"p", "div", "li", "ul", "ol", "table", "tr", "td", "th", "section", "article", "main", "br",
+           "blockquote", "pre", "header", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "dd", "dt", "body"}
+
+
+def flatten_html(html: str) -> str:
+    """The page's visible text as one `<p>` per block, whatever the nesting depth."""
+    from html import escape
+    from html.parser import HTMLParser
+
+    paragraphs: list[str] = []
+    current: list[str] = []
+    skipping = [0]
+
+    def close_block() -> None:
+        text = " ".join("".join(current).split())
+        if text:
+            paragraphs.append(f"<p>{escape(text)}</p>")
+        current.clear()
+
+    class Flattener(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag in _SKIPPED:
+                skipping[0] += 1
+            elif tag in _BLOCKS:
+                close_block()
+
+        def handle_endtag(self, tag):
+            if tag in _SKIPPED:
+                skipping[0] = max(0, skipping[0] - 1)
+            elif tag in _BLOCKS:
+                close_block()
+
+        def handle_data(self, data):
+            if not skipping[0]:
+                current.append(data)
+
+    parser = Flattener(convert_charrefs=True)
+    parser.feed(html)
+    parser.close()
+    close_block()
+    return "<html><body>" + "".join(paragraphs) + "</body></html>"
 
 
 def partition_text_post(text_html: str) -> list:

@@ -84,3 +84,9 @@ def test_offline_classifier_replaces_spacy():
 def test_token_counter_sees_past_the_model_window(counter):
     # The saved tokenizer truncates at the window; a counter that did too would pass every check.
     assert counter.count("word " * 1000) == 1002
+
+
+def test_a_page_nested_deeper_than_libxml2_allows_still_yields_its_text():
+    deep = "<div>" * 1000 + "<p>Deeply nested words survive the parser.</p><script>var x;</script>" + "</div>" * 1000
+    text = " ".join(e.text for e in partition_page(deep))
+    assert "Deeply nested words survive the parser." in text and "var x" not in text
