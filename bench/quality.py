@@ -44,6 +44,11 @@ def snippet_scores(candidate: str, snippets: dict) -> tuple[list[float], list[fl
     return present, absent
 
 
+def load_mapping() -> dict:
+    """Story id → corpus page, as the bulk run's replay mapped them."""
+    return load_corpus(ReplayServer(), url_stories=200, text_posts=0, dead=0, deleted=0)
+
+
 def main() -> None:
     corpus_ok()
     import trafilatura
@@ -57,7 +62,7 @@ def main() -> None:
     texts: dict[int, list[str]] = {}
     for row in sorted(status["chunk_rows"], key=lambda r: (r["story_id"], r["chunk_index"])):
         texts.setdefault(row["story_id"], []).append(row["text"])
-    mapping = load_corpus(ReplayServer(), url_stories=200, text_posts=0, dead=0, deleted=0)  # same as the bulk run
+    mapping = load_mapping()
 
     systems = {"hn_ingest (Milvus)": [], "trafilatura.extract": [], "unstructured, whole page": []}
     snippets = {name: ([], []) for name in systems}

@@ -101,23 +101,34 @@ class AirflowStack:
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         })
-        self.processes: list[subprocess.Popen] = []
+        self.processes: dict[str, subprocess.Popen] = {}
 
-    def __enter__(self) -> AirflowStack:
+    COMMANDS = {"api-server": ["api-server"], "scheduler": ["scheduler"], "dag-processor": ["dag-processor"]}
+
+    def start(self, name: str) -> None:
         logs = self.env.home / "stack-logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for name, args in (("api-server", ["api-server", "--port", str(self.port)]),
-                           ("scheduler", ["scheduler"]), ("dag-processor", ["dag-processor"])):
-            log = open(logs / f"{name}.log", "w")
-            # Own process group each: the scheduler's children (serve-logs, workers) stop with it.
-            self.processes.append(subprocess.Popen([str(BIN / "airflow"), *args], env=self.env.env(), cwd=PROJECT_ROOT,
-                                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        args = self.COMMANDS[name] + (["--port", str(self.port)] if name == "api-server" else [])
+        log = open(logs / f"{name}.log", "a")
+        # Own process group each: the scheduler's children (serve-logs, workers, tasks) stop with it.
+        self.processes[name] = subprocess.Popen([str(BIN / "airflow"), *args], env=self.env.env(), cwd=PROJECT_ROOT,
+                                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a component and everything it started: a crash, not a shutdown."""
+        process = self.processes.pop(name)
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+    def __enter__(self) -> AirflowStack:
+        for name in self.COMMANDS:
+            self.start(name)
         return self
 
     def __exit__(self, *exc) -> None:
-        for process in self.processes:
+        for process in self.processes.values():
             _signal_group(process, signal.SIGTERM)
-        for process in self.processes:
+        for process in self.processes.values():
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
