@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 export DO_NOT_TRACK := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: install run scheduler test test-fast replay lint bench clean
+.PHONY: install run scheduler test test-fast replay lint bench bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -64,6 +64,11 @@ replay: $(VENV)/.installed
 ## Benchmarks (docs/benchmarks.md): each prints a table and saves it under bench/results/.
 bench: $(VENV)/.installed
 	tests/run_offline.sh $(BIN)/python -m bench.bulk_ingest $(BENCH_ARGS)
+
+## The peer side by side (unstructured-ingest, installed into bench/.peer-venv first, with network).
+bench-peer: $(VENV)/.installed
+	$(BIN)/python -c "from bench.peer import peer_python; peer_python()"
+	tests/run_offline.sh $(BIN)/python -m bench.peer
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check dags plugins include tests bench

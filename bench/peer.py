@@ -1,9 +1,9 @@
 """Bench 4: the peer, side by side: unstructured-ingest over the same 200 pages, same machine.
 
-    tests/run_offline.sh .venv/bin/python -m bench.peer
+    make bench-peer
 
-Installs unstructured-ingest (pinned) into its own virtual environment `bench/.peer-venv` on first
-use, runs `bench/peer_pipeline.py` (local directory → partition → chunk by_title 1000/800 →
+Installs unstructured-ingest (pinned) into its own virtual environment `bench/.peer-venv` first
+(with network), then, offline, runs `bench/peer_pipeline.py` (local directory → partition → chunk by_title 1000/800 →
 HuggingFace embedder with the bundled all-MiniLM-L6-v2 → Milvus Lite, num_processes=2), then our
 pipeline (`bench.bulk_ingest`'s reindex run) in the same bench run, and prints both.
 """
