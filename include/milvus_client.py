@@ -67,11 +67,11 @@ def open_client(uri: str, token: str = "", lock_timeout: float = 60.0):
             if lite_is_locked(path) and time.monotonic() < deadline:
                 time.sleep(0.5)
                 continue
-            cause = (
-                f"it is locked by another process (only one process may open a Milvus Lite directory; "
-                f"run `milvus-lite server --data-dir {path}` and connect to it for concurrent access)"
-                if lite_is_locked(path) else f"{type(exc).__name__}: {exc}"
-            )
+            if lite_is_locked(path):
+                cause = (f"it is locked by another process (only one process may open a Milvus Lite directory; "
+                         f"run `milvus-lite server --data-dir {path}` and connect to it for concurrent access)")
+            else:
+                cause = unwritable_reason(path) or f"{type(exc).__name__}: {exc}"
             raise MilvusUnavailable(f"cannot open Milvus Lite database {path}: {cause}") from exc
 
 
@@ -90,6 +90,20 @@ def lite_is_locked(path: Path) -> bool:
         return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
     finally:
         os.close(fd)
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why the Lite directory cannot be written (read-only mount, permissions, full disk), or None.
+
+    pymilvus reports every open failure as "Open local milvus failed"; this names the real cause.
+    """
+    probe = (path if path.is_dir() else path.parent) / f".write-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"its directory is not writable ({exc.strerror}: {exc.filename})"
+    return None
 
 
 def close_client(client, uri: str) -> None:

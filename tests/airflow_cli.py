@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +31,17 @@ class DagRunResult:
 
     def lines(self, needle: str) -> list[str]:
         return [line for line in self.log.splitlines() if needle in line]
+
+    def retried_tasks(self) -> list[str]:
+        """The task id of each attempt that failed and was put up for retry, in order."""
+        retried, pending = [], False
+        for line in self.log.splitlines():
+            if "new_state=up_for_retry" in line:
+                pending = True
+            elif pending and (match := re.search(r"\[DAG TEST\] end task task_id=(\w+)", line)):
+                retried.append(match.group(1))
+                pending = False
+        return retried
 
 
 @dataclass

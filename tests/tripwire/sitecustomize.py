@@ -43,3 +43,8 @@ if os.environ.get("HN_TRIPWIRE_LOG"):
     socket.socket.connect = _guard(socket.socket.connect)
     socket.socket.connect_ex = _guard(socket.socket.connect_ex)
     socket.socket.sendto = _guard(socket.socket.sendto)
+
+if os.environ.get("HN_TEST_CRASH_POINTS"):
+    import crash_points
+
+    crash_points.install(os.environ["HN_TEST_CRASH_POINTS"])

@@ -15,9 +15,10 @@ class MilvusHook(BaseHook):
     Connection fields: ``host`` is the URI (a path ending in ``.db`` for Milvus Lite, or
     ``http://host:19530`` for a server), ``password`` the token of a server with authentication.
     Without a ``milvus_default`` connection, the Lite database ``data/milvus.db`` of the project is used.
+    Extra ``lock_timeout``: seconds to wait for a Milvus Lite directory held by another process (60).
 
     :param milvus_conn_id: the Airflow connection to use.
-    :param lock_timeout: seconds to wait for a Milvus Lite directory held by another process.
+    :param lock_timeout: overrides the connection's ``lock_timeout``.
     """
 
     conn_name_attr = "milvus_conn_id"
@@ -25,21 +26,35 @@ class MilvusHook(BaseHook):
     conn_type = "generic"
     hook_name = "Milvus"
 
-    def __init__(self, milvus_conn_id: str = default_conn_name, lock_timeout: float = 60.0, **kwargs: Any) -> None:
+    def __init__(self, milvus_conn_id: str = default_conn_name, lock_timeout: float | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.milvus_conn_id = milvus_conn_id
-        self.lock_timeout = lock_timeout
+        self._lock_timeout = lock_timeout
+
+    @cached_property
+    def connection(self):
+        """The Airflow connection, or None when it is not defined."""
+        try:
+            return self.get_connection(self.milvus_conn_id)
+        except AirflowNotFoundException:
+            self.log.info("No connection %r: using the project's Milvus Lite database", self.milvus_conn_id)
+            return None
 
     @cached_property
     def uri_and_token(self) -> tuple[str, str]:
         from include.milvus_client import uri_from_connection
 
-        try:
-            connection = self.get_connection(self.milvus_conn_id)
-        except AirflowNotFoundException:
-            self.log.info("No connection %r: using the project's Milvus Lite database", self.milvus_conn_id)
+        if self.connection is None:
             return uri_from_connection(None)
-        return uri_from_connection(connection.host, connection.password)
+        return uri_from_connection(self.connection.host, self.connection.password)
+
+    @property
+    def lock_timeout(self) -> float:
+        if self._lock_timeout is not None:
+            return self._lock_timeout
+        extra = self.connection.extra_dejson if self.connection is not None else {}
+        return float(extra.get("lock_timeout", 60.0))
 
     def get_conn(self):
         """A `pymilvus.MilvusClient`; raises `MilvusUnavailable` so the task fails and retries."""
