@@ -43,7 +43,8 @@ scheduler: $(AIRFLOW_HOME)/airflow.db
 	export AIRFLOW__CORE__EXECUTOR=LocalExecutor \
 		AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(or $(PORT),8080)/execution/ \
 		AIRFLOW__API_AUTH__JWT_SECRET=$${AIRFLOW__API_AUTH__JWT_SECRET:-local-only-secret-set-your-own} \
-		AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False; \
+		AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
+		AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL=$${AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL:-30}; \
 	trap 'kill 0' EXIT; \
 	$(BIN)/airflow api-server --port $(or $(PORT),8080) & \
 	$(BIN)/airflow scheduler & \

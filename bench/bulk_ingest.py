@@ -15,7 +15,7 @@ import json
 import resource
 import sys
 
-from bench.common import corpus_ok, corpus_replay, fresh_env, print_table, run_summary, task_seconds, timed_dags_test
+from bench.common import corpus_ok, corpus_replay, fresh_env, print_table, run_summary, timed_dags_test
 
 EMBED_BOUND = """
 import json, sys, time
@@ -58,12 +58,12 @@ def main() -> None:
     corpus_ok()
     run = ingest(args.stories, "bulk")
     reindex, wall = run["reindex"]
-    summary, tasks = run_summary(reindex), task_seconds(reindex)
+    summary, tasks = run_summary(reindex), reindex.task_seconds()
     chunks = summary["chunks_written"]
     stages = summary["stage_seconds"]
     bound = embedding_bound(run["dump"], run["env"])
     idle, idle_wall = run["idle"]
-    idle_tasks = task_seconds(idle)
+    idle_tasks = idle.task_seconds()
     status = run["status"]
     rows = [
         ("stories offered", str(args.stories)),

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import subprocess
 import time
-from datetime import datetime
 
 from include.config import PROJECT_ROOT
 from tests import corpus
@@ -58,34 +56,6 @@ def timed_dags_test(env: AirflowEnv, conf: dict | None = None) -> tuple[DagRunRe
 def run_summary(result: DagRunResult) -> dict:
     line = result.lines("run summary: ")[-1]
     return json.loads(line.split("run summary: ", 1)[1].strip())
-
-
-def task_seconds(result: DagRunResult) -> dict[str, float]:
-    """Seconds per task id, from `Task started` to `[DAG TEST] end task` in `airflow dags test` logs.
-
-    `airflow dags test` runs tasks one after the other; the time between its `starting` line and the
-    task's `Task started` is its own start-up (~4 s before the first task), not the task's.
-    """
-    stamp = re.compile(r"^(\S+Z) .*(\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(\S+)|Task started)")
-    started: dict[tuple[str, str], datetime] = {}
-    current: tuple[str, str] | None = None
-    totals: dict[str, float] = {}
-    for line in result.log.splitlines():
-        match = stamp.match(line)
-        if not match:
-            continue
-        when = datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
-        if match.group(2) == "Task started":
-            if current is not None:
-                started[current] = when
-            continue
-        key = (match.group(4), match.group(5))
-        if match.group(3) == "starting":
-            current = key
-            started[key] = when
-        elif key in started:
-            totals[key[0]] = totals.get(key[0], 0.0) + (when - started.pop(key)).total_seconds()
-    return totals
 
 
 def print_table(title: str, rows: list[tuple[str, str]], save_as: str | None = None) -> None:

@@ -91,7 +91,8 @@ def hn_ingest():
         context = get_current_context()
         params, dag_run = context["params"], context["dag_run"]
         mode = "reindex" if params["reindex"] else ("backfill" if dag_run.run_type == "backfill" else "new")
-        start, end = context["data_interval_start"], context["data_interval_end"]
+        # A manual run triggered without a logical date (Airflow 3's default) has no data interval.
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
         window = Window(int(start.timestamp()), int(end.timestamp())) if mode == "backfill" else None
         hn = HackerNewsHook().get_conn()
 

@@ -12,7 +12,9 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from include.config import PROJECT_ROOT
@@ -31,6 +33,40 @@ class DagRunResult:
 
     def lines(self, needle: str) -> list[str]:
         return [line for line in self.log.splitlines() if needle in line]
+
+    def task_instance_seconds(self) -> dict[tuple[str, str], float]:
+        """Seconds per task instance (task id, map index), from `Task started` to `[DAG TEST] end task`.
+
+        `airflow dags test` runs tasks one after the other; the time between its `starting` line and the
+        task's `Task started` is its own start-up (~4 s before the first task), not the task's.
+        """
+        stamp = re.compile(r"^(\S+Z) .*(\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(\S+)|Task started)")
+        started: dict[tuple[str, str], datetime] = {}
+        current: tuple[str, str] | None = None
+        seconds: dict[tuple[str, str], float] = {}
+        for line in self.log.splitlines():
+            match = stamp.match(line)
+            if not match:
+                continue
+            when = datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
+            if match.group(2) == "Task started":
+                if current is not None:
+                    started[current] = when
+                continue
+            key = (match.group(4), match.group(5))
+            if match.group(3) == "starting":
+                current = key
+                started[key] = when
+            elif key in started:
+                seconds[key] = seconds.get(key, 0.0) + (when - started.pop(key)).total_seconds()
+        return seconds
+
+    def task_seconds(self) -> dict[str, float]:
+        """Seconds per task id, its mapped instances summed."""
+        totals: dict[str, float] = {}
+        for (task_id, _), seconds in self.task_instance_seconds().items():
+            totals[task_id] = totals.get(task_id, 0.0) + seconds
+        return totals
 
     def retried_tasks(self) -> list[str]:
         """The task id of each attempt that failed and was put up for retry, in order."""
@@ -112,6 +148,7 @@ class AirflowStack:
             "AIRFLOW__API_AUTH__JWT_SECRET": "hn-ingest-test-secret-0123456789abcdef",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",  # as `make scheduler` sets it
         })
         self.processes: dict[str, subprocess.Popen] = {}
 
@@ -155,6 +192,16 @@ class AirflowStack:
         for run in runs:
             run["run_type"] = run["run_id"].split("__")[0]
         return runs
+
+    def wait_for(self, predicate, timeout: float, what: str, poll: float = 3):
+        """Poll `predicate` until it returns something truthy; fail with the stack's logs on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(poll)
+        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
 
     def logs(self) -> str:
         return "\n".join((self.env.home / "stack-logs" / f"{n}.log").read_text()[-3000:]

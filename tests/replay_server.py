@@ -29,9 +29,9 @@ Handler = Callable[[BaseHTTPRequestHandler], None]
 
 
 class ReplayServer:
-    """Serves `items` (id → item) and `routes` (path → handler) on 127.0.0.1."""
+    """Serves `items` (id → item) and `routes` (path → handler) on 127.0.0.1 (or `host`)."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.items: dict[int, dict | None] = {}
         self.release_at: dict[int, float] = {}  # item id → monotonic time it appears; absent = now
         self.routes: dict[str, Handler] = {}
@@ -54,9 +54,9 @@ class ReplayServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
+        self.httpd = ThreadingHTTPServer((host, port), RequestHandler)
         self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.base_url = f"http://{host}:{self.httpd.server_address[1]}"
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -171,10 +171,13 @@ class ReplayServer:
         }
 
 
-def send(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str | None) -> None:
+def send(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str | None,
+         headers: dict[str, str] | None = None) -> None:
     request.send_response(status)
     if content_type:
         request.send_header("Content-Type", content_type)
+    for name, value in (headers or {}).items():
+        request.send_header(name, value)
     request.send_header("Content-Length", str(len(body)))
     request.end_headers()
     request.wfile.write(body)

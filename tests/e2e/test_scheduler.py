@@ -8,7 +8,6 @@ the backfill the store must hold exactly the 4 newest plus the stories created i
 from __future__ import annotations
 
 import math
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,14 +21,6 @@ NEWEST = 4
 INTERVAL = 15
 
 
-def wait_for(predicate, timeout: float, what: str, stack: AirflowStack):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(5)
-    pytest.fail(f"timed out waiting for {what}\n{stack.logs()}")
 
 
 def pick_window(stories: list[dict]) -> tuple[int, int]:
@@ -54,7 +45,7 @@ def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_pat
             status = env.status()
             return {r["story_id"]: r["status"] for r in status["story_rows"]}
 
-        states = wait_for(lambda: (s := stored()) and newest <= set(s) and s, 420, "scheduled runs to ingest", stack)
+        states = stack.wait_for(lambda: (s := stored()) and newest <= set(s) and s, 420, "scheduled runs to ingest")
         assert all(states[i] == "ingested" for i in newest), states
         runs = stack.runs()
         assert any(r["run_type"] == "scheduled" and r["state"] == "success" for r in runs), runs
@@ -71,7 +62,7 @@ def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_pat
             done = [r for r in stack.runs() if r["run_type"] == "backfill" and r["state"] in ("success", "failed")]
             return len(done) >= expected_runs and done
 
-        done = wait_for(backfill_done, 600, f"{expected_runs} backfill runs", stack)
+        done = stack.wait_for(backfill_done, 600, f"{expected_runs} backfill runs")
         assert all(r["state"] == "success" for r in done), done
         final = stored()
     ingested = {i for i, status in final.items() if status == "ingested"}

@@ -4,13 +4,14 @@ Loopback targets point at a canary listener on this machine that counts accepted
 must count none. Every other target is off this machine: the session's connect tripwire (and the
 loopback-only network namespace) records any attempt, and the session fails if there was one.
 Redirect probes start from an allowed page of the replay (loopback allowed, as for a local replay),
-so they test the check made again on every hop. Loopback reached through a redirect with loopback
-refused cannot be staged here (the first, allowed hop would have to be off this machine); every hop
-goes through the same connection guard as the first, which the loopback probes test directly.
+so they test the check made again on every hop. Loopback reached through a redirect needs an allowed
+first hop that is not loopback: tests/run_offline.sh puts a public stand-in address on the loopback
+interface of its loopback-only namespace, and a replay there redirects to each loopback form.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
@@ -77,14 +78,30 @@ def test_private_link_local_and_metadata_addresses_are_refused_even_for_a_replay
 
 @pytest.mark.parametrize("host", NON_PUBLIC)
 def test_each_probe_is_refused_when_reached_through_a_redirect(host):
-    with ReplayServer() as replay:
-        def redirect(request):
-            request.send_response(302)
-            request.send_header("Location", f"http://{host}/latest/meta-data/")
-            request.send_header("Content-Length", "0")
-            request.end_headers()
-
-        replay.routes["/start"] = redirect
+    with _redirecting_replay("127.0.0.1", f"http://{host}/latest/meta-data/") as replay:
         with pytest.raises(FetchError, match="refused to connect"):
             PageFetcher(FetchConfig(allow_loopback=True)).fetch_html(f"{replay.base_url}/start")
         assert replay.requests == ["/start"]
+
+
+def _redirecting_replay(host: str, location: str) -> ReplayServer:
+    replay = ReplayServer(host=host)
+
+    def redirect(request):
+        request.send_response(302)
+        request.send_header("Location", location)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    replay.routes["/start"] = redirect
+    return replay
+
+
+@pytest.mark.skipif(not os.environ.get("HN_TEST_PUBLIC_STANDIN"), reason="needs the loopback-only namespace")
+@pytest.mark.parametrize("host", LOOPBACK_FORMS)
+def test_loopback_in_any_form_is_refused_when_reached_through_a_redirect(host, canary):
+    with _redirecting_replay(os.environ["HN_TEST_PUBLIC_STANDIN"], f"http://{host}:{canary.port}/") as replay:
+        with pytest.raises(FetchError, match="refused to connect"):
+            PageFetcher(FetchConfig()).fetch_html(f"{replay.base_url}/start")
+        assert replay.requests == ["/start"]  # the allowed public hop was fetched
+    assert canary.accepted == 0

@@ -2,8 +2,8 @@
 
 A write task stops between its chunk rows and its story states, the worst moment to die, when the
 test has armed the point (created `<folder>/armed`): it renames `armed` to `paused-<pid>` (so only
-one process takes it) and sleeps there until the test kills it with SIGKILL. The kill itself is
-real; only the timing is arranged.
+one process takes it) and waits there until the test kills it with SIGKILL or lets it go on
+(`<folder>/resume-<pid>`). The kill itself is real; only the timing is arranged.
 """
 
 import importlib.abc
@@ -46,7 +46,10 @@ def _pause_before_states(store_class, folder: Path) -> None:
             os.rename(folder / "armed", folder / f"paused-{os.getpid()}")
         except FileNotFoundError:
             return write_states(self, *args, **kwargs)
-        time.sleep(3600)
+        resume = folder / f"resume-{os.getpid()}"
+        deadline = time.monotonic() + 3600
+        while not resume.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
         return write_states(self, *args, **kwargs)
 
     store_class._write_states = paused
