@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 import re
+import socket
+import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
@@ -12,7 +14,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from include.config import FetchConfig
-from include.url_guard import BlockedAddress, guarded_pool_classes
+from include.url_guard import BlockedAddress, guarded_pool_classes, watching_connections
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
@@ -21,6 +23,50 @@ _BINARY_SIGNATURES = (b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x0
 
 class FetchError(Exception):
     """The page cannot be ingested (HTTP error, not HTML, too big, too slow, refused address)."""
+
+
+class Deadline:
+    """A fetch's total deadline, enforced on its sockets as well.
+
+    Socket timeouts bound each read, not their sum: a server sending its status line or headers a
+    byte every few seconds would hold a fetch indefinitely. At the deadline a timer shuts down every
+    socket the fetch opened, so whatever read is blocked returns at once.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self._sockets: list[socket.socket] = []
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.remaining() <= 0
+
+    def error(self, while_doing: str = "") -> FetchError:
+        return FetchError(f"total deadline of {self.seconds:.0f} s exceeded{while_doing}")
+
+    def watch(self, sock: socket.socket) -> None:
+        self._sockets.append(sock)
+
+    def _expire(self) -> None:
+        self.expired = True
+        for sock in self._sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
 
 
 class PageFetcher:
@@ -34,7 +80,9 @@ class PageFetcher:
         self.config = config
         self.session = requests.Session()
         self.session.trust_env = False  # an environment proxy would bypass the address guard
-        self.session.headers.update({"User-Agent": config.user_agent, "Accept": "text/html,application/xhtml+xml"})
+        # One connection per request (see url_guard): every socket opens inside its fetch's deadline.
+        self.session.headers.update({"User-Agent": config.user_agent, "Accept": "text/html,application/xhtml+xml",
+                                     "Connection": "close"})
         adapter = HTTPAdapter(pool_connections=config.concurrency, pool_maxsize=config.concurrency, max_retries=0)
         adapter.poolmanager.pool_classes_by_scheme = guarded_pool_classes(config.allow_loopback)
         self.session.mount("http://", adapter)
@@ -42,38 +90,40 @@ class PageFetcher:
 
     def fetch_html(self, url: str) -> tuple[str, str]:
         """Return (decoded HTML, final URL) or raise `FetchError` with a one-line cause."""
-        deadline = time.monotonic() + self.config.total_deadline
-        for _ in range(self.config.max_redirects + 1):
-            if urlsplit(url).scheme.lower() not in ("http", "https"):
-                raise FetchError(f"unsupported URL scheme: {url[:200]}")
-            response = self._get(url, deadline)
-            with response:
-                if response.is_redirect or response.is_permanent_redirect:
-                    location = response.headers.get("Location", "")
-                    if not location:
-                        raise FetchError(f"HTTP {response.status_code} redirect without Location")
-                    url = urljoin(url, location)
-                    continue
-                if response.status_code != 200:
-                    raise FetchError(f"HTTP {response.status_code} {response.reason or ''}".strip())
-                return self._read_html(response, deadline), url
+        with Deadline(self.config.total_deadline) as deadline, watching_connections(deadline.watch):
+            for _ in range(self.config.max_redirects + 1):
+                if urlsplit(url).scheme.lower() not in ("http", "https"):
+                    raise FetchError(f"unsupported URL scheme: {url[:200]}")
+                response = self._get(url, deadline)
+                with response:
+                    if response.is_redirect or response.is_permanent_redirect:
+                        location = response.headers.get("Location", "")
+                        if not location:
+                            raise FetchError(f"HTTP {response.status_code} redirect without Location")
+                        url = urljoin(url, location)
+                        continue
+                    if response.status_code != 200:
+                        raise FetchError(f"HTTP {response.status_code} {response.reason or ''}".strip())
+                    return self._read_html(response, deadline), url
         raise FetchError(f"more than {self.config.max_redirects} redirects")
 
-    def _get(self, url: str, deadline: float) -> requests.Response:
-        remaining = deadline - time.monotonic()
+    def _get(self, url: str, deadline: Deadline) -> requests.Response:
+        remaining = deadline.remaining()
         if remaining <= 0:
-            raise FetchError(f"total deadline of {self.config.total_deadline:.0f} s exceeded")
+            raise deadline.error()
         timeout = (min(self.config.connect_timeout, remaining), min(self.config.read_timeout, remaining))
         try:
             return self.session.get(url, stream=True, allow_redirects=False, timeout=timeout)
         except BlockedAddress as exc:
             raise FetchError(str(exc)) from None
-        except requests.Timeout:
-            raise FetchError("timed out connecting or waiting for the response") from None
         except requests.RequestException as exc:
+            if deadline.passed():
+                raise deadline.error(" waiting for the response") from None
+            if isinstance(exc, requests.Timeout):
+                raise FetchError("timed out connecting or waiting for the response") from None
             raise FetchError(f"connection failed: {_root_cause(exc)}") from None
 
-    def _read_html(self, response: requests.Response, deadline: float) -> str:
+    def _read_html(self, response: requests.Response, deadline: Deadline) -> str:
         content_type = response.headers.get("Content-Type", "")
         mime = content_type.split(";")[0].strip().lower()
         if mime and mime not in HTML_TYPES:
@@ -90,10 +140,14 @@ class PageFetcher:
                 body += piece
                 if len(body) > cap:
                     raise FetchError(f"page too big (over the {cap:,}-byte limit)")
-                if time.monotonic() > deadline:
-                    raise FetchError(f"total deadline of {self.config.total_deadline:.0f} s exceeded while reading")
+                if deadline.passed():
+                    raise deadline.error(" while reading")
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if deadline.passed():
+                raise deadline.error(" while reading") from None
             raise FetchError(f"connection broken while reading: {_root_cause(exc)}") from None
+        if deadline.expired:  # the shut-down socket ended the body early: it is not the whole page
+            raise deadline.error(" while reading")
         if not body.strip():
             raise FetchError("empty page")
         if body.lstrip()[:8].startswith(_BINARY_SIGNATURES) or b"\x00" in body[:4096]:

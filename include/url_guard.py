@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -26,10 +29,27 @@ class BlockedAddress(Exception):
     """
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one leads to (mapped, 6to4, NAT64): the one to judge.
+
+    Python counts 6to4 and NAT64 addresses as global whatever they embed, 169.254.169.254 included.
+    """
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def refusal_reason(address: IPAddress, allow_loopback: bool) -> str | None:
     """Why `address` may not be contacted, or None when it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address) and (embedded := _embedded_ipv4(address)) is not None:
+        address = embedded
     if address.is_loopback:
         return None if allow_loopback else "loopback address"
     if address.is_global:
@@ -58,6 +78,19 @@ def resolve_allowed(host: str, port: int, allow_loopback: bool) -> list[tuple]:
     return infos
 
 
+_connect_watch = threading.local()
+
+
+@contextmanager
+def watching_connections(on_connect: Callable[[socket.socket], None]) -> Iterator[None]:
+    """Meanwhile, hand every socket that this thread's guarded connections open to `on_connect`."""
+    _connect_watch.on_connect = on_connect
+    try:
+        yield
+    finally:
+        _connect_watch.on_connect = None
+
+
 class _GuardedConnectionMixin:
     allow_loopback: bool = False
 
@@ -68,9 +101,20 @@ class _GuardedConnectionMixin:
             raise NameResolutionError(self.host, self, exc) from exc
         try:
             # Connect to the checked address itself; TLS still verifies against the hostname.
-            return create_connection(sockaddr[:2], self.timeout, socket_options=self.socket_options)
+            sock = create_connection(sockaddr[:2], self.timeout, socket_options=self.socket_options)
         except OSError as exc:
             raise NewConnectionError(self, f"failed to connect to {self._dns_host}: {exc}") from exc
+        if on_connect := getattr(_connect_watch, "on_connect", None):
+            on_connect(sock)
+        return sock
+
+
+class _OneRequestPerConnectionMixin:
+    def _put_conn(self, conn) -> None:
+        # Never reuse a socket: each request opens its own, inside the fetch (and the watch) that asked.
+        if conn is not None:
+            conn.close()
+        super()._put_conn(conn)
 
 
 def guarded_pool_classes(allow_loopback: bool) -> dict[str, type]:
@@ -85,10 +129,10 @@ def guarded_pool_classes(allow_loopback: bool) -> dict[str, type]:
     GuardedHTTPConnection.allow_loopback = allow_loopback
     GuardedHTTPSConnection.allow_loopback = allow_loopback
 
-    class GuardedHTTPPool(HTTPConnectionPool):
+    class GuardedHTTPPool(_OneRequestPerConnectionMixin, HTTPConnectionPool):
         ConnectionCls = GuardedHTTPConnection
 
-    class GuardedHTTPSPool(HTTPSConnectionPool):
+    class GuardedHTTPSPool(_OneRequestPerConnectionMixin, HTTPSConnectionPool):
         ConnectionCls = GuardedHTTPSConnection
 
     return {"http": GuardedHTTPPool, "https": GuardedHTTPSPool}

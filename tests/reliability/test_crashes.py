@@ -90,6 +90,7 @@ def crashes(require_corpus, tmp_path_factory):
             seen["act1_run"] = stack.wait_for(
                 lambda: [r for r in stack.runs() if r["run_id"] == running[0]["run_id"] and r["state"] == "success"],
                 120, "the cleared run to succeed")
+            seen["after_act1"] = env.status(chunks=True)
             print(f"act 1 done after {time.monotonic() - started:.0f} s")
 
             # Act 2: new stories; the scheduler (and every task it started) is killed while a write is paused.
@@ -111,6 +112,7 @@ def crashes(require_corpus, tmp_path_factory):
                 400, "the interrupted run to succeed")
             seen["act2_recovery_s"] = time.monotonic() - restarted
             seen["act2"] = stack.wait_for(lambda: (s := ingested(env)) >= set(groups[1]) and s, 60, "act 2 stories")
+            seen["after_act2"] = env.status(chunks=True)
             print(f"act 1+2 done after {time.monotonic() - started:.0f} s; recovery {seen['act2_recovery_s']:.0f} s")
 
             # Act 3: new stories, and two manual runs, one a full reindex, racing the scheduled ones.
@@ -153,6 +155,13 @@ def test_a_scheduler_killed_mid_run_recovers_after_restart(crashes):
 def test_manual_triggers_racing_the_schedule_all_succeed(crashes):
     assert all(r["state"] == "success" for r in crashes["manual_runs"]), crashes["manual_runs"]
     assert all(r["state"] in ("success", "running", "queued") for r in crashes["runs"]), crashes["runs"]
+
+
+@pytest.mark.parametrize("act", ["after_act1", "after_act2"])
+def test_each_crash_leaves_no_duplicate_and_no_partial_story(crashes, act):
+    # Checked before act 3's reindex, which rewrites every row and could hide what a crash left.
+    assert_no_duplicates(crashes[act])
+    assert_stories_whole(crashes[act])
 
 
 def test_the_store_ends_whole_with_the_rows_of_a_clean_run(crashes):

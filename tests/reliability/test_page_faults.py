@@ -20,6 +20,7 @@ import pytest
 from include.config import PROJECT_ROOT, FetchConfig
 from tests import corpus
 from tests.airflow_cli import AirflowEnv
+from tests.invariants import assert_every_story_accounted_for, assert_no_duplicates, assert_stories_whole
 from tests.replay_server import ReplayServer, load_corpus, send, send_json
 
 pytestmark = pytest.mark.e2e
@@ -58,6 +59,16 @@ def _handlers() -> dict[str, tuple]:
         for _ in range(60):
             try:
                 request.wfile.write(b"<")
+                request.wfile.flush()
+            except OSError:
+                return
+            time.sleep(1)
+
+    def trickle_headers(request):
+        # A byte a second inside the headers: each read is within the read timeout, the total is not.
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Slow: " + b"x" * 60:
+            try:
+                request.wfile.write(bytes([byte]))
                 request.wfile.flush()
             except OSError:
                 return
@@ -111,6 +122,7 @@ def _handlers() -> dict[str, tuple]:
         "/not-found": (lambda request: send(request, 404, b"not here", "text/html"), "failed", "HTTP 404"),
         "/flaky": (flaky, "ingested", ""),
         "/trickle": (trickle, "failed", "deadline"),
+        "/trickle-headers": (trickle_headers, "failed", "deadline"),
         "/huge": (huge(declare_length=True), "failed", "too big"),
         "/huge-streamed": (huge(declare_length=False), "failed", "too big"),
         "/huge-gzip": (huge_gzip, "failed", "too big"),
@@ -215,9 +227,12 @@ def test_retries_are_bounded_and_a_recovered_page_is_ingested(faulty):
     assert faulty["replay"].requests.count("/v0/item/90100003.json") == 1
 
 
-def test_no_duplicates_after_three_runs(faulty):
+def test_no_duplicates_nothing_lost_after_three_runs(faulty):
     final = faulty["final"]
     assert final["chunks"] == final["distinct_chunk_ids"] == final["distinct_story_chunk_pairs"]
+    assert_no_duplicates(final)
+    assert_stories_whole(final)
+    assert_every_story_accounted_for(final, {s["id"] for s in faulty["replay"].live_stories()})
 
 
 def test_pages_in_other_encodings_keep_their_words(faulty):

@@ -112,6 +112,30 @@ def test_a_trickling_server_is_cut_at_the_total_deadline(server):
     assert time.monotonic() - started < 4.0
 
 
+@pytest.mark.parametrize("stage", ["status line", "headers", "body with a length"])
+def test_a_server_trickling_any_part_of_its_answer_is_cut_at_the_total_deadline(server, stage):
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 400\r\n\r\n" + b"<p>x</p>" * 50
+    slow_from = {"status line": 0, "headers": 20, "body with a length": answer.index(b"\r\n\r\n") + 4}[stage]
+
+    def trickle(request):
+        # Every byte comes within the read timeout, so only the total deadline can stop it.
+        request.wfile.write(answer[:slow_from])
+        for byte in answer[slow_from:]:
+            try:
+                request.wfile.write(bytes([byte]))
+                request.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.3)
+        request.close_connection = True
+
+    server.routes["/slow"] = trickle
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="total deadline of 2 s exceeded"):
+        fetcher(total_deadline=2.0, read_timeout=1.0).fetch_html(f"{server.base_url}/slow")
+    assert time.monotonic() - started < 3.0
+
+
 def test_empty_page_is_an_error(server):
     url = server.add_page("/empty", b"")
     with pytest.raises(FetchError, match="empty"):
