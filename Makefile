@@ -28,6 +28,7 @@ $(VENV)/.installed: requirements.txt constraints.txt
 $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	$(BIN)/airflow pools set milvus_writer 1 "hn_ingest writes to Milvus (1 for Milvus Lite)" > /dev/null
 
 ## One ingestion cycle into Milvus Lite (data/milvus.db), then what is stored.
 ## REPLAY=30 runs it against a local replay of 30 corpus stories instead of the live Hacker News.

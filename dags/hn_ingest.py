@@ -43,6 +43,10 @@ from hn_providers.hooks.milvus import MilvusHook
 from hn_providers.operators.milvus import MilvusIngestOperator
 
 BATCH_LABEL = "{{ batch_label }}"
+# Write tasks share this pool (`airflow pools set milvus_writer 1 ...`; more slots for a Milvus server).
+WRITER_POOL = os.environ.get("HN_INGEST_WRITER_POOL", "milvus_writer")
+# A Celery queue for embed_batch (for example GPU workers: `airflow celery worker -q embedding`).
+EMBEDDING_QUEUE = {"queue": q} if (q := os.environ.get("HN_INGEST_EMBEDDING_QUEUE", "").strip()) else {}
 
 
 def _label_mapped_instance(batch: dict) -> None:
@@ -122,15 +126,15 @@ def hn_ingest():
         from include.chunking import TokenCounter
         from include.config import ChunkConfig, EmbeddingConfig
         from include.extract import extract_batch as extract
-        from include.staging import run_dir, write_extracted
+        from include.staging import batch_key, write_extracted
 
         _label_mapped_instance(batch)
         counter = TokenCounter(EmbeddingConfig().model_name)
         extracted = extract(batch["story_ids"], HackerNewsHook().get_conn(), _fetch_config(), ChunkConfig(), counter)
-        path = run_dir(get_current_context()["run_id"]) / f"batch-{batch['number']:04d}.json"
-        return {**batch, "extracted": str(write_extracted(path, extracted)), "seconds": extracted.seconds}
+        key = batch_key(get_current_context()["run_id"], batch["number"], ".json")
+        return {**batch, "extracted": write_extracted(key, extracted), "seconds": extracted.seconds}
 
-    @task(map_index_template=BATCH_LABEL)
+    @task(map_index_template=BATCH_LABEL, **EMBEDDING_QUEUE)
     def embed_batch(batch: dict) -> dict:
         from include.chunking import embedding_input
         from include.embedding_service import embed
@@ -141,9 +145,9 @@ def hn_ingest():
         started = time.monotonic()
         vectors = embed([embedding_input(c.title, c.text) for c in chunks])
         seconds = {**batch["seconds"], "embed": time.monotonic() - started}
-        path = write_vectors(batch["extracted"].replace(".json", ".npy"), vectors)
+        key = write_vectors(batch["extracted"].removesuffix(".json") + ".npy", vectors)
         print(f"{batch['label']}: embedded {len(chunks)} chunks in {seconds['embed']:.1f} s")
-        return {**batch, "vectors": str(path), "seconds": seconds}
+        return {**batch, "vectors": key, "seconds": seconds}
 
     @task
     def report_run(results: list[dict]) -> dict:
@@ -167,9 +171,9 @@ def hn_ingest():
     batches = discover_stories()
     extracted = extract_batch.expand(batch=batches)
     embedded = embed_batch.expand(batch=extracted)
-    # Milvus Lite takes one writer at a time: writes of a run go one after the other.
+    # The pool bounds writers across every run, backfills and manual runs included (1 slot for Milvus Lite).
     written = MilvusIngestOperator.partial(
-        task_id="write_batch", map_index_template="{{ task.batch['label'] }}", max_active_tis_per_dagrun=1
+        task_id="write_batch", map_index_template="{{ task.batch['label'] }}", pool=WRITER_POOL
     ).expand(batch=embedded)
     report_run(written.output)
 

@@ -23,7 +23,7 @@ EMBEDDING_DIM = 384
 
 
 def data_dir() -> Path:
-    """Where the Milvus Lite database and the staging files live (`data/` in the project)."""
+    """Where the default Milvus Lite database and staging live (`data/` in the project)."""
     return Path(os.environ.get("HN_INGEST_DATA_DIR", PROJECT_ROOT / "data"))
 
 
@@ -31,8 +31,12 @@ def default_milvus_uri() -> str:
     return str(data_dir() / "milvus.db")
 
 
-def staging_dir() -> Path:
-    return data_dir() / "staging"
+def staging_url() -> str:
+    """Base URL of the batch files between tasks: every worker must reach it (see include/staging.py).
+
+    `HN_INGEST_STAGING_URL` is a contract other tooling sets; the default suits one machine.
+    """
+    return os.environ.get("HN_INGEST_STAGING_URL", "").strip() or (data_dir() / "staging").resolve().as_uri()
 
 
 @dataclass(frozen=True)

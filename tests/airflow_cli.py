@@ -114,6 +114,7 @@ class AirflowEnv:
     def migrate(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.run(str(BIN / "airflow"), "db", "migrate")
+        self.run(str(BIN / "airflow"), "pools", "set", "milvus_writer", "1", "hn_ingest writes to Milvus")
 
     def dags_test(self, conf: dict | None = None, timeout: float = 1200) -> DagRunResult:
         args = [str(BIN / "airflow"), "dags", "test", "hn_ingest"]

@@ -9,12 +9,25 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 
+# Executors whose tasks all run on the scheduler's machine, where the default Lite file is one store.
+LOCAL_EXECUTORS = {"LocalExecutor", "SequentialExecutor", "DebugExecutor"}
+
+
+def _configured_executor() -> str:
+    from airflow.sdk.configuration import conf
+
+    # The first of a comma-separated list is the default executor; keep only the class name.
+    return conf.get("core", "executor", fallback="LocalExecutor").split(",")[0].strip().split(".")[-1].split(":")[-1]
+
+
 class MilvusHook(BaseHook):
     """Owns the connection to Milvus and hands out the project's `ChunkStore` on top of it.
 
     Connection fields: ``host`` is the URI (a path ending in ``.db`` for Milvus Lite, or
     ``http://host:19530`` for a server), ``password`` the token of a server with authentication.
-    Without a ``milvus_default`` connection, the Lite database ``data/milvus.db`` of the project is used.
+    Without a ``milvus_default`` connection, the Lite database ``data/milvus.db`` of the project is used,
+    but only where tasks run on this machine (LocalExecutor, ``airflow dags test``): under a distributed
+    executor each worker would write a Lite file of its own, so a missing connection is an error there.
     Extra ``lock_timeout``: seconds to wait for a Milvus Lite directory held by another process (60).
 
     :param milvus_conn_id: the Airflow connection to use.
@@ -38,6 +51,13 @@ class MilvusHook(BaseHook):
         try:
             return self.get_connection(self.milvus_conn_id)
         except AirflowNotFoundException:
+            executor = _configured_executor()
+            if executor not in LOCAL_EXECUTORS:
+                raise AirflowNotFoundException(
+                    f"No Milvus connection {self.milvus_conn_id!r}. With {executor}, tasks run on several hosts "
+                    f"and the local default (a Milvus Lite file per host) would split the store: set "
+                    f"AIRFLOW_CONN_{self.milvus_conn_id.upper()} to a Milvus server, for example "
+                    f"'{{\"conn_type\": \"generic\", \"host\": \"http://milvus:19530\"}}'") from None
             self.log.info("No connection %r: using the project's Milvus Lite database", self.milvus_conn_id)
             return None
 
