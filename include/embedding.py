@@ -34,7 +34,14 @@ def load_model(model_name: str):
     transformers_logging.disable_progress_bar()  # a progress bar per load only clutters task logs
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    return SentenceTransformer(local or model_name, device="cpu")
+    return SentenceTransformer(local or model_name, device=embedding_device())
+
+
+def embedding_device() -> str:
+    """`HN_INGEST_EMBEDDING_DEVICE` if set, else CUDA on a worker that has a GPU, else the CPU."""
+    import torch
+
+    return os.environ.get("HN_INGEST_EMBEDDING_DEVICE", "").strip() or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def embed_texts(texts: list[str], config: EmbeddingConfig = EmbeddingConfig()) -> np.ndarray:

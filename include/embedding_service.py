@@ -1,13 +1,18 @@
-"""A warm embedding process shared by task processes on one machine.
+"""A warm embedding process shared by the task processes of one host.
 
 Under the scheduler every task instance is a new process, and importing torch and
 sentence-transformers costs ~5 s per process: more than embedding a micro-batch. The first embed task
-starts this service in the background (its own session, so it outlives the task); later tasks send it
-their texts over a Unix socket in the data directory and get the vectors back. It exits after
-`idle_timeout` seconds without a request. If it cannot be reached or started, the task embeds in its
-own process: the service only ever saves time.
+on a host starts this service in the background (its own session, so it outlives the task); later
+tasks send it their texts over a Unix socket and get the vectors back. It exits after `idle_timeout`
+seconds without a request. If it cannot be reached or started, the task embeds in its own process:
+the service only ever saves time.
 
-    python -m include.embedding_service --socket data/embedding.sock   # normally started on demand
+Everything the service needs (socket, key, start lock, pid, log) lives in a per-host runtime directory
+(`HN_INGEST_RUNTIME_DIR`, default `$XDG_RUNTIME_DIR/hn-ingest` or `/tmp/hn-ingest-<uid>`), never in
+the data directory, which several hosts may mount: a Unix socket, an flock and a pid only mean
+something on the host that made them.
+
+    python -m include.embedding_service   # normally started on demand by the first embed task
 """
 
 from __future__ import annotations
@@ -17,33 +22,52 @@ import fcntl
 import logging
 import os
 import secrets
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
 
 import numpy as np
 
-from include.config import PROJECT_ROOT, EmbeddingConfig, data_dir
+from include.config import PROJECT_ROOT, EmbeddingConfig
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT = 120.0
+START_TIMEOUT = 60.0  # a cold start (imports, model load) takes ~10 s on 2 cores
 IDLE_TIMEOUT = float(os.environ.get("HN_INGEST_EMBEDDING_SERVICE_IDLE", 900))
 
 
+def runtime_dir() -> Path:
+    """The per-host directory of the service, created owner-only; refused if anyone else could use it."""
+    configured = os.environ.get("HN_INGEST_RUNTIME_DIR", "").strip()
+    if configured:
+        path = Path(configured)
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        path = Path(os.environ["XDG_RUNTIME_DIR"]) / "hn-ingest"
+    else:
+        path = Path(tempfile.gettempdir()) / f"hn-ingest-{os.getuid()}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        # In a shared /tmp another user could have made it first: the socket carries pickled data.
+        raise PermissionError(f"{path} must be a directory owned by uid {os.getuid()} with mode 0700")
+    return path
+
+
 def socket_path() -> Path:
-    return data_dir() / "embedding.sock"
+    return runtime_dir() / "embedding.sock"
 
 
-def _authkey(path: Path) -> bytes:
-    """A per-data-directory secret, readable by its owner only: the socket carries pickled data."""
-    key_file = path.with_suffix(".key")
+def _authkey(folder: Path) -> bytes:
+    """A per-host secret, readable by its owner only: the socket carries pickled data."""
+    key_file = folder / "embedding.key"
     if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = key_file.with_name(f".{key_file.name}.{os.getpid()}")
+        tmp = folder / f".embedding.key.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
@@ -73,59 +97,75 @@ def embed(texts: list[str], config: EmbeddingConfig = EmbeddingConfig()) -> np.n
 
 def embed_remote(texts: list[str], config: EmbeddingConfig) -> np.ndarray:
     """Embed through the service, starting it when it is not running. Raises OSError when impossible."""
-    path = socket_path()
+    folder = runtime_dir()
     try:
-        return _ask(path, texts, config)
+        return _ask(folder, (config.model_name, config.batch_size, texts))
     except (FileNotFoundError, ConnectionRefusedError):
-        _start(path, config)
-        return _ask(path, texts, config)
+        _start(folder, config)
+        return _ask(folder, (config.model_name, config.batch_size, texts))
 
 
-def _ask(path: Path, texts: list[str], config: EmbeddingConfig) -> np.ndarray:
-    with Client(str(path), family="AF_UNIX", authkey=_authkey(path)) as conn:
-        conn.send((config.model_name, config.batch_size, texts))
+def _ask(folder: Path, request: tuple):
+    with Client(str(folder / "embedding.sock"), family="AF_UNIX", authkey=_authkey(folder)) as conn:
+        conn.send(request)
         status, payload = conn.recv()
     if status != "ok":
         raise OSError(f"embedding service failed: {payload}")
     return payload
 
 
-def _start(path: Path, config: EmbeddingConfig) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time; the others find it running
-        if _reachable(path):
-            return
-        path.unlink(missing_ok=True)
-        log_file = open(path.with_suffix(".log"), "ab")
-        subprocess.Popen(
-            [sys.executable, "-m", "include.embedding_service", "--socket", str(path), "--model", config.model_name],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))},
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _reachable(path):
-            if time.monotonic() > deadline:
-                raise OSError(f"embedding service did not start in {START_TIMEOUT:.0f} s (see {path.with_suffix('.log')})")
-            time.sleep(0.2)
-
-
-def _reachable(path: Path) -> bool:
+def _reachable(folder: Path) -> bool:
     try:
-        with Client(str(path), family="AF_UNIX", authkey=_authkey(path)) as conn:
-            conn.send(("ping", 0, []))
-            return conn.recv()[0] == "ok"
-    except OSError:
+        _ask(folder, ("ping", 0, []))
+        return True
+    except (OSError, EOFError):
         return False
 
 
-def serve(path: Path, model_name: str, idle_timeout: float = IDLE_TIMEOUT) -> None:
+def _start(folder: Path, config: EmbeddingConfig) -> None:
+    """Start the service unless another process of this host just did; fail fast if it dies starting."""
+    log_path = folder / "embedding.log"
+    with open(folder / "embedding.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time on this host; the others find it running
+        if _reachable(folder):
+            return
+        # Nobody answers under the lock: a socket file left here is from a service that died.
+        (folder / "embedding.sock").unlink(missing_ok=True)
+        with open(log_path, "ab") as log_file:
+            service = subprocess.Popen(
+                [sys.executable, "-m", "include.embedding_service", "--runtime-dir", str(folder),
+                 "--model", config.model_name],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ,
+                     "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))},
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _reachable(folder):
+            if service.poll() is not None:
+                raise OSError(f"embedding service exited with code {service.returncode} while starting: "
+                              f"{_tail(log_path)}")
+            if time.monotonic() > deadline:
+                service.kill()
+                raise OSError(f"embedding service did not start in {START_TIMEOUT:.0f} s (see {log_path})")
+            time.sleep(0.2)
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return f"no log at {path}"
+
+
+def serve(folder: Path, model_name: str, idle_timeout: float = IDLE_TIMEOUT) -> None:
     from include.embedding import embed_texts, load_model
 
     load_model(model_name)  # before listening: a reachable service is a warm one
-    listener = Listener(str(path), family="AF_UNIX", authkey=_authkey(path))
+    path = folder / "embedding.sock"
+    listener = Listener(str(path), family="AF_UNIX", authkey=_authkey(folder))
     os.chmod(path, 0o600)
-    path.with_suffix(".pid").write_text(str(os.getpid()))
+    own_socket = path.stat().st_ino  # on exit, remove the socket only if it is still this one
+    (folder / "embedding.pid").write_text(str(os.getpid()))
     last_request = [time.monotonic()]
     busy = threading.Lock()
 
@@ -134,16 +174,16 @@ def serve(path: Path, model_name: str, idle_timeout: float = IDLE_TIMEOUT) -> No
             time.sleep(5)
             with busy:
                 if time.monotonic() - last_request[0] > idle_timeout:
-                    path.unlink(missing_ok=True)
-                    path.with_suffix(".pid").unlink(missing_ok=True)
+                    _remove_if_ours(path, own_socket)
                     os._exit(0)
 
     threading.Thread(target=exit_when_idle, daemon=True).start()
-    print(f"embedding service ready on {path} (model {model_name}, idle exit after {idle_timeout:.0f} s)", flush=True)
+    print(f"embedding service {os.getpid()} ready on {path} (model {model_name}, idle exit after {idle_timeout:.0f} s)",
+          flush=True)
     while True:
         try:
             conn = listener.accept()
-        except OSError:
+        except (OSError, EOFError, AuthenticationError):
             continue  # a client with the wrong key, or one that went away
         with conn, busy:
             try:
@@ -151,20 +191,39 @@ def serve(path: Path, model_name: str, idle_timeout: float = IDLE_TIMEOUT) -> No
                 if name == "ping":
                     conn.send(("ok", None))
                     continue
-                vectors = embed_texts(texts, EmbeddingConfig(model_name=name, batch_size=batch_size))
-                conn.send(("ok", vectors))
-            except Exception as exc:  # noqa: BLE001 - reported to the client, which falls back
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
-            last_request[0] = time.monotonic()
+                try:
+                    reply = ("ok", embed_texts(texts, EmbeddingConfig(model_name=name, batch_size=batch_size)))
+                except Exception as exc:  # noqa: BLE001 - reported to the client, which falls back
+                    reply = ("error", f"{type(exc).__name__}: {exc}")
+                conn.send(reply)
+            except (OSError, EOFError) as exc:
+                # The client died or hung up mid-request: its problem, not the service's.
+                print(f"client went away: {type(exc).__name__}: {exc}", flush=True)
+            finally:
+                last_request[0] = time.monotonic()
+
+
+def _remove_if_ours(path: Path, inode: int) -> None:
+    try:
+        if path.stat().st_ino == inode:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    pid_file = path.with_name("embedding.pid")
+    try:
+        if pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Serve embeddings to task processes over a Unix socket.")
-    parser.add_argument("--socket", type=Path, default=socket_path())
+    parser = argparse.ArgumentParser(description="Serve embeddings to the task processes of this host.")
+    parser.add_argument("--runtime-dir", type=Path, default=None, help="default: HN_INGEST_RUNTIME_DIR or per user")
     parser.add_argument("--model", default=EmbeddingConfig().model_name)
     parser.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT)
     args = parser.parse_args()
-    serve(args.socket, args.model, args.idle_timeout)
+    serve(args.runtime_dir or runtime_dir(), args.model, args.idle_timeout)
 
 
 if __name__ == "__main__":
