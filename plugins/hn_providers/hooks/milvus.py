@@ -8,7 +8,6 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-
 # Executors whose tasks all run on the scheduler's machine, where the default Lite file is one store.
 LOCAL_EXECUTORS = {"LocalExecutor", "SequentialExecutor", "DebugExecutor"}
 
