@@ -18,6 +18,13 @@ from urllib.parse import urlsplit
 from include.config import default_milvus_uri
 
 
+# pymilvus shares one gRPC channel per process and address, which `close()` leaves open, pinging every
+# 10 s: a Python gRPC server (`milvus-lite server`) answers an idle pinger with GOAWAY too_many_pings and
+# the next call fails. Each client gets its own channel (`dedicated=True`, closed by `close()`) that
+# sends no pings while idle, and at most one per 10 min during a call.
+QUIET_KEEPALIVE = {"grpc.keepalive_permit_without_calls": 0, "grpc.keepalive_time_ms": 600_000}
+
+
 class MilvusUnavailable(RuntimeError):
     """Milvus cannot be opened or written: the task must fail so Airflow retries it."""
 
@@ -49,7 +56,7 @@ def open_client(uri: str, token: str = "", lock_timeout: float = 60.0):
 
     if not is_lite_uri(uri):
         try:
-            return MilvusClient(uri=uri, token=token)
+            return MilvusClient(uri=uri, token=token, dedicated=True, grpc_options=QUIET_KEEPALIVE)
         except Exception as exc:  # noqa: BLE001 - any connection error means "retry later"
             raise MilvusUnavailable(f"cannot connect to Milvus at {uri}: {exc}") from exc
     path = Path(uri).resolve()

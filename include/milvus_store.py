@@ -25,6 +25,9 @@ IVF_NLIST = 128
 SEARCH_NPROBE = 32
 _MAX_TEXT = 16_000  # VARCHAR limits are in bytes: leave room for multi-byte characters
 _WRITE_SLICE = 1_000
+# A server's default ("Bounded") lets a read miss writes of the last seconds: a run could take a story
+# the previous run has just ingested for new, or a write its own earlier state. Reads see every write.
+CONSISTENCY = "Strong"
 _STORY_FIELDS = ["story_id", "status", "stage", "reason", "attempts", "chunk_count", "title", "url", "updated_at"]
 
 
@@ -55,7 +58,7 @@ class ChunkStore:
             schema.add_field("text", DataType.VARCHAR, max_length=65535)
             schema.add_field("ingested_at", DataType.INT64)
             schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=EMBEDDING_DIM)
-            self.client.create_collection(CHUNKS_COLLECTION, schema=schema)
+            self.client.create_collection(CHUNKS_COLLECTION, schema=schema, consistency_level=CONSISTENCY)
         if not self.client.has_collection(STORIES_COLLECTION):
             schema = MilvusClient.create_schema(auto_id=False, description="Ingestion state per story")
             schema.add_field("story_id", DataType.INT64, is_primary=True)
@@ -69,7 +72,7 @@ class ChunkStore:
             schema.add_field("updated_at", DataType.INT64)
             # Milvus requires a vector field in every collection; this one is never searched.
             schema.add_field("unused_vector", DataType.FLOAT_VECTOR, dim=2)
-            self.client.create_collection(STORIES_COLLECTION, schema=schema)
+            self.client.create_collection(STORIES_COLLECTION, schema=schema, consistency_level=CONSISTENCY)
         self._ensure_index(CHUNKS_COLLECTION, "embedding", "IVF_FLAT", "COSINE", {"nlist": IVF_NLIST})
         self._ensure_index(STORIES_COLLECTION, "unused_vector", "FLAT", "L2", {})
         for name in (CHUNKS_COLLECTION, STORIES_COLLECTION):
@@ -155,7 +158,8 @@ class ChunkStore:
         found: dict[int, dict] = {}
         for start in range(0, len(ids), 1000):
             part = ids[start : start + 1000]
-            for row in self.client.query(STORIES_COLLECTION, filter=f"story_id in {part}", output_fields=_STORY_FIELDS):
+            for row in self.client.query(STORIES_COLLECTION, filter=f"story_id in {part}", output_fields=_STORY_FIELDS,
+                                         consistency_level=CONSISTENCY):
                 found[int(row["story_id"])] = dict(row)
         return found
 
@@ -173,7 +177,8 @@ class ChunkStore:
 
     def chunk_count(self, story_id: int | None = None) -> int:
         filter_ = "" if story_id is None else f"story_id == {int(story_id)}"
-        return int(self.client.query(CHUNKS_COLLECTION, filter=filter_, output_fields=["count(*)"])[0]["count(*)"])
+        rows = self.client.query(CHUNKS_COLLECTION, filter=filter_, output_fields=["count(*)"], consistency_level=CONSISTENCY)
+        return int(rows[0]["count(*)"])
 
     def chunks_of(self, story_id: int) -> list[dict]:
         rows = self._query_all(CHUNKS_COLLECTION, f"story_id == {int(story_id)}",
@@ -197,7 +202,8 @@ class ChunkStore:
 
     def _query_all(self, collection: str, filter_: str, fields: list[str], page: int = 10_000) -> list[dict]:
         rows: list[dict] = []
-        iterator = self.client.query_iterator(collection, batch_size=page, filter=filter_, output_fields=fields)
+        iterator = self.client.query_iterator(collection, batch_size=page, filter=filter_, output_fields=fields,
+                                              consistency_level=CONSISTENCY)
         try:
             while batch := iterator.next():
                 rows.extend(dict(r) for r in batch)
