@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 export DO_NOT_TRACK := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: install run scheduler test test-fast replay lint bench bench-peer clean
+.PHONY: install run scheduler test test-deps test-fast replay lint bench bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -52,8 +52,28 @@ scheduler: $(AIRFLOW_HOME)/airflow.db
 	$(BIN)/airflow dag-processor & \
 	wait
 
+## Servers the tests run for real: Postgres and Redis (CeleryExecutor), docker-compose (checks the
+## compose file), and a Milvus 2.3.5 standalone server in its own venv. Installed before the suite
+## enters its offline namespace.
+DEBIAN_PACKAGES := postgresql redis-server docker-compose
+MILVUS_VENV := $(CURDIR)/.milvus-venv
+
+test-deps: $(VENV)/.installed $(MILVUS_VENV)/.installed
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends $$missing > /dev/null \
+			|| (apt-get update -q > /dev/null && apt-get install -y -q --no-install-recommends $$missing > /dev/null); \
+	fi
+
+$(MILVUS_VENV)/.installed:
+	test -x $(MILVUS_VENV)/bin/python || $(PYTHON) -m venv $(MILVUS_VENV)
+	$(MILVUS_VENV)/bin/python -m pip install -q milvus==2.3.5
+	touch $@
+
 ## The whole suite, in a loopback-only network namespace when possible (root), with the tripwire always.
-test: $(VENV)/.installed
+test: test-deps
 	tests/run_offline.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed
