@@ -67,9 +67,8 @@ test-deps: $(VENV)/.installed $(MILVUS_VENV)/.installed
 			|| (apt-get update -q > /dev/null && apt-get install -y -q --no-install-recommends $$missing > /dev/null); \
 	fi
 
-$(MILVUS_VENV)/.installed:
-	test -x $(MILVUS_VENV)/bin/python || $(PYTHON) -m venv $(MILVUS_VENV)
-	$(MILVUS_VENV)/bin/python -m pip install -q milvus==2.3.5
+$(MILVUS_VENV)/.installed: $(VENV)/.installed tests/milvus_server.py
+	$(BIN)/python -c "from tests.milvus_server import milvus_server_python; milvus_server_python()"
 	touch $@
 
 ## The whole suite, in a loopback-only network namespace when possible (root), with the tripwire always.

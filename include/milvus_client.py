@@ -17,10 +17,9 @@ from urllib.parse import urlsplit
 
 from include.config import default_milvus_uri
 
-
 # pymilvus shares one gRPC channel per process and address, which `close()` leaves open, pinging every
-# 10 s: a Python gRPC server (`milvus-lite server`) answers an idle pinger with GOAWAY too_many_pings and
-# the next call fails. Each client gets its own channel (`dedicated=True`, closed by `close()`) that
+# 10 s: a Python gRPC server (`milvus-lite server`, and the one behind a Lite `.db` path) answers an idle
+# pinger with GOAWAY too_many_pings, and a later client of the process can fail to connect. Each client gets its own channel (`dedicated=True`, closed by `close()`) that
 # sends no pings while idle, and at most one per 10 min during a call.
 QUIET_KEEPALIVE = {"grpc.keepalive_permit_without_calls": 0, "grpc.keepalive_time_ms": 600_000}
 
@@ -69,7 +68,7 @@ def open_client(uri: str, token: str = "", lock_timeout: float = 60.0):
     deadline = time.monotonic() + lock_timeout
     while True:
         try:
-            return MilvusClient(uri=str(path))
+            return MilvusClient(uri=str(path), dedicated=True, grpc_options=QUIET_KEEPALIVE)
         except Exception as exc:  # noqa: BLE001 - pymilvus raises a generic error for every cause
             if lite_is_locked(path) and time.monotonic() < deadline:
                 time.sleep(0.5)

@@ -12,6 +12,7 @@ leaves the stories not marked ingested, so the next run writes them again over t
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 
@@ -21,8 +22,10 @@ from include.config import CHUNKS_COLLECTION, EMBEDDING_DIM, MAX_FAILED_ATTEMPTS
 from include.records import Chunk, StoryOutcome
 
 CHUNK_ID_STRIDE = 100_000  # chunk_index < stride; ChunkConfig.max_chunks_per_story keeps it so
-IVF_NLIST = 128
-SEARCH_NPROBE = 32
+# IVF lists: 128 suits up to ~1M chunks; about 4 * sqrt(expected chunks) beyond (docs/scaling.md). Read
+# when the index is created, which happens once: a new value needs the index dropped and rebuilt.
+IVF_NLIST = int(os.environ.get("HN_INGEST_IVF_NLIST", "128"))
+SEARCH_NPROBE = int(os.environ.get("HN_INGEST_SEARCH_NPROBE", "32"))
 _MAX_TEXT = 16_000  # VARCHAR limits are in bytes: leave room for multi-byte characters
 _WRITE_SLICE = 1_000
 # A server's default ("Bounded") lets a read miss writes of the last seconds: a run could take a story

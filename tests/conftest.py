@@ -10,6 +10,7 @@ import pytest
 
 from tests import corpus
 from tests.airflow_cli import AirflowEnv
+from tests.milvus_server import MilvusLiteServer, MilvusServer
 
 TRIPWIRE = Path(__file__).parent / "tripwire"
 
@@ -55,3 +56,31 @@ def airflow_home(tmp_path_factory) -> Path:
 def airflow(airflow_home, tmp_path) -> AirflowEnv:
     """An Airflow environment with its own Milvus Lite database."""
     return AirflowEnv(airflow_home, tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A real Milvus 2.3.5 standalone server (its own venv, installed by `make test`), for the session."""
+    with MilvusServer(tmp_path_factory.mktemp("milvus-server")) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_milvus_server(milvus_server):
+    """The session's Milvus server without the project's collections."""
+    from include.milvus_client import close_client, open_client
+
+    client = open_client(milvus_server.uri)
+    try:
+        for name in client.list_collections():
+            client.drop_collection(name)
+    finally:
+        close_client(client, milvus_server.uri)
+    return milvus_server
+
+
+@pytest.fixture(scope="session")
+def milvus_lite_server(tmp_path_factory):
+    """`milvus-lite server`: Milvus Lite served over gRPC, as the README suggests for concurrent access."""
+    with MilvusLiteServer(tmp_path_factory.mktemp("milvus-lite-server")) as server:
+        yield server
