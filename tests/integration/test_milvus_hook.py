@@ -102,3 +102,22 @@ def test_a_lite_path_must_end_in_db(tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_MILVUS_DEFAULT", json.dumps({"conn_type": "generic", "host": str(tmp_path / "m")}))
     with pytest.raises(MilvusUnavailable, match=r"\.db"):
         MilvusHook().get_conn()
+
+
+@pytest.mark.parametrize("executor", ["CeleryExecutor", "KubernetesExecutor", "airflow.providers.celery.executors.celery_executor.CeleryExecutor"])
+def test_no_connection_under_a_distributed_executor_is_a_clear_error(tmp_path, monkeypatch, executor):
+    monkeypatch.delenv("AIRFLOW_CONN_MILVUS_DEFAULT", raising=False)
+    monkeypatch.setenv("HN_INGEST_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", executor)
+    with pytest.raises(Exception, match=r"No Milvus connection 'milvus_default'.*AIRFLOW_CONN_MILVUS_DEFAULT"):
+        MilvusHook().get_conn()
+    assert not list(tmp_path.iterdir())  # no Lite file was made behind the user's back
+
+
+def test_no_connection_on_one_machine_is_the_local_lite_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_MILVUS_DEFAULT", raising=False)
+    monkeypatch.setenv("HN_INGEST_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    with MilvusHook() as hook:
+        assert hook.uri_and_token[0] == str(tmp_path / "milvus.db")
+        hook.conn.list_collections()

@@ -43,7 +43,19 @@ def test_dag_shape_and_contracts():
     for task_id in ("extract_batch", "embed_batch", "write_batch"):
         task = dag.task_dict[task_id]
         assert task.map_index_template, task_id
-    assert dag.task_dict["write_batch"].max_active_tis_per_dagrun == 1
+    # Writers are bounded across every run (backfills, manual runs) by one pool, not per run.
+    assert dag.task_dict["write_batch"].pool == "milvus_writer"
+    assert dag.task_dict["embed_batch"].queue == "default"
     assert dag.task_dict["discover_stories"].retries >= 1
     assert type(dag.timetable).__name__ == "DeltaDataIntervalTimetable"
     assert dag.timetable.delta.total_seconds() == 15
+
+
+def test_embedding_queue_and_writer_pool_are_settings():
+    code = ("import sys; sys.path[:0] = ['dags', 'plugins']; import hn_ingest; d = hn_ingest.hn_ingest(); "
+            "print(d.task_dict['embed_batch'].queue, d.task_dict['write_batch'].pool, d.task_dict['extract_batch'].queue)")
+    env = {"PATH": "/usr/bin:/bin", "HN_INGEST_EMBEDDING_QUEUE": "embedding", "HN_INGEST_WRITER_POOL": "milvus_big",
+           "PYTHONPATH": str(PROJECT_ROOT), "AIRFLOW_HOME": "/tmp/hn-ingest-unused-airflow-home"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-3:] == ["embedding", "milvus_big", "default"]
