@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.common import RESULTS, corpus_ok, print_table
 from tests.airflow_cli import AirflowEnv, AirflowStack
 from tests.celery_stack import CeleryStack
-from tests.milvus_server import MilvusServer
+from tests.milvus_server import MilvusServer, drop_all_collections
 from tests.replay_server import ReplayServer, load_corpus
 from tests.services import Postgres, Redis, ensure_debian_packages
 
@@ -52,17 +52,6 @@ def measure(stack, env: AirflowEnv, stories: int) -> dict[str, float]:
     return {"cold": wall_seconds(cold), "warm": wall_seconds(warm), "chunks": status["chunks"]}
 
 
-def drop_collections(uri: str) -> None:
-    from include.milvus_client import close_client, open_client
-
-    client = open_client(uri)
-    try:
-        for name in client.list_collections():
-            client.drop_collection(name)
-    finally:
-        close_client(client, uri)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=40)
@@ -89,7 +78,7 @@ def main() -> None:
         env.migrate()
         with AirflowStack(env) as stack:
             results["LocalExecutor"] = measure(stack, env, args.stories)
-        drop_collections(milvus.uri)
+        drop_all_collections(milvus.uri)
         time.sleep(5)
         with Postgres(root / "pg") as postgres, Redis(root / "redis") as redis:
             env = env_for("celery")

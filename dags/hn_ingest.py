@@ -23,9 +23,13 @@ that fails (404, timeout, too big, not HTML, unparsable) is recorded and retried
 **Backfill**: `airflow backfill create --dag-id hn_ingest --from-date 2020-12-29T00:00:00 --to-date 2020-12-29T01:00:00`
 ingests the stories created in each run's data interval (Algolia HN search).
 
-**Connections**: `milvus_default` (host = Milvus Lite path or server URI), `hacker_news_default`
-(host = Firebase base URL; extra `algolia_url`). Variable `hn_ingest_allow_loopback` allows pages on
-127.0.0.1 for a local replay.
+**Connections**: `milvus_default` (host = Milvus Lite path or server URI; required under the
+CeleryExecutor), `hacker_news_default` (host = Firebase base URL; extra `algolia_url`). Variable
+`hn_ingest_allow_loopback` allows pages on 127.0.0.1 for a local replay.
+
+**Many workers**: batches move between tasks under `HN_INGEST_STAGING_URL` (Airflow object storage,
+default `data/staging`), never on a worker's disk; every `write_batch` of every run takes a slot of
+the pool `milvus_writer`; `HN_INGEST_EMBEDDING_QUEUE` sends `embed_batch` to a Celery queue of its own.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 
 from tests import corpus
 from tests.airflow_cli import AirflowEnv
-from tests.milvus_server import MilvusLiteServer, MilvusServer
+from tests.milvus_server import MilvusLiteServer, MilvusServer, drop_all_collections
 
 TRIPWIRE = Path(__file__).parent / "tripwire"
 
@@ -68,14 +68,7 @@ def milvus_server(tmp_path_factory):
 @pytest.fixture
 def fresh_milvus_server(milvus_server):
     """The session's Milvus server without the project's collections."""
-    from include.milvus_client import close_client, open_client
-
-    client = open_client(milvus_server.uri)
-    try:
-        for name in client.list_collections():
-            client.drop_collection(name)
-    finally:
-        close_client(client, milvus_server.uri)
+    drop_all_collections(milvus_server.uri)
     return milvus_server
 
 

@@ -248,3 +248,15 @@ class MilvusLiteServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
             self.proc = None
+
+
+def drop_all_collections(uri: str) -> None:
+    """Empty a shared server between tests (the project's collection names are fixed)."""
+    from include.milvus_client import close_client, open_client
+
+    client = open_client(uri)
+    try:
+        for name in client.list_collections():
+            client.drop_collection(name)
+    finally:
+        close_client(client, uri)

@@ -23,6 +23,7 @@ from tests.airflow_cli import AirflowEnv
 from tests.celery_stack import CeleryStack
 from tests.e2e.test_scheduler import INTERVAL, pick_window
 from tests.invariants import assert_every_story_accounted_for, assert_no_duplicates, assert_stories_whole, chunk_rows
+from tests.milvus_server import drop_all_collections
 from tests.reliability.test_crashes import CrashPoint
 from tests.replay_server import ReplayServer, load_corpus
 from tests.services import Postgres, Redis, ensure_debian_packages
@@ -41,7 +42,8 @@ def runs_of(stack: CeleryStack, env: AirflowEnv) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def celery(require_corpus, fresh_milvus_server, tmp_path_factory):
+def celery(require_corpus, milvus_server, tmp_path_factory):
+    drop_all_collections(milvus_server.uri)
     ensure_debian_packages("postgresql", "redis-server")
     tmp = tmp_path_factory.mktemp("celery")
     replay = ReplayServer()
@@ -61,7 +63,7 @@ def celery(require_corpus, fresh_milvus_server, tmp_path_factory):
     with replay, Postgres(tmp / "pg") as postgres, Redis(tmp / "redis") as redis:
         env = AirflowEnv(tmp / "airflow", tmp / "scheduler-host-data", {
             **replay.connection_env(),
-            "AIRFLOW_CONN_MILVUS_DEFAULT": f'{{"conn_type": "generic", "host": "{fresh_milvus_server.uri}"}}',
+            "AIRFLOW_CONN_MILVUS_DEFAULT": f'{{"conn_type": "generic", "host": "{milvus_server.uri}"}}',
             "HN_INGEST_STAGING_URL": staging.as_uri(),
             "HN_TEST_CRASH_POINTS": str(point.folder),
         })
