@@ -90,7 +90,9 @@ def test_the_code_is_in_the_image_and_bind_mounts_only_in_the_dev_override(stack
         assert re.search(rf"^COPY {folder} /opt/airflow/{folder}$", dockerfile, re.M)
         assert (PROJECT_ROOT / folder).is_dir()
     dev = compose_config(tmp_path, "docker-compose.yaml", "docker-compose.dev.yaml")["services"]
-    mounts = {v["target"]: v["source"] for v in dev["airflow-worker"]["volumes"]}
+    # Compose v1 prints "source:target:mode", v2 a mapping.
+    mounts = dict((v["target"], v["source"]) if isinstance(v, dict) else tuple(v.split(":")[1::-1])
+                  for v in dev["airflow-worker"]["volumes"])
     assert mounts == {f"/opt/airflow/{f}": str(PROJECT_ROOT / f) for f in ("dags", "plugins", "include")}
 
 
