@@ -27,12 +27,6 @@ from tests.replay_server import ReplayServer, load_corpus
 from tests.services import Postgres, Redis, ensure_debian_packages
 
 
-def run_walls(env: AirflowEnv) -> dict[str, dict]:
-    out = env.airflow("dags", "list-runs", "hn_ingest", "-o", "json", check=False).stdout
-    listing = next((line for line in out.splitlines() if line.startswith("[") and line.rstrip().endswith("]")), "[]")
-    return {r["run_id"]: r for r in json.loads(listing)}
-
-
 def wall_seconds(run: dict) -> float:
     return (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])).total_seconds()
 
@@ -40,12 +34,12 @@ def wall_seconds(run: dict) -> float:
 def measure(stack, env: AirflowEnv, stories: int) -> dict[str, float]:
     """Cold: the first scheduled run (every story); warm: a manual reindex right after."""
     def finished(kind: str):
-        runs = [r for r in run_walls(env).values() if r["run_id"].startswith(kind) and r["state"] in ("success", "failed")]
+        runs = [r for r in stack.runs() if r["run_type"] == kind and r["state"] in ("success", "failed")]
         return runs and runs[0]
 
-    cold = stack.wait_for(lambda: finished("scheduled__"), 1800, "the first scheduled run", poll=2)
+    cold = stack.wait_for(lambda: finished("scheduled"), 1800, "the first scheduled run", poll=2)
     env.airflow("dags", "trigger", "hn_ingest", "-c", '{"reindex": true}')
-    warm = stack.wait_for(lambda: finished("manual__"), 1800, "the reindex run", poll=2)
+    warm = stack.wait_for(lambda: finished("manual"), 1800, "the reindex run", poll=2)
     status = env.status()
     assert cold["state"] == warm["state"] == "success", (cold, warm)
     assert status["stories"].get("ingested") == stories, status["stories"]

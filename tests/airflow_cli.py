@@ -133,7 +133,35 @@ class AirflowEnv:
         return json.loads(out.strip().splitlines()[-1])
 
 
-class AirflowStack:
+class Stack:
+    """What every running Airflow stack of the tests offers: its runs, waiting, and its logs."""
+
+    env: AirflowEnv
+
+    def runs(self) -> list[dict]:
+        """The DAG's runs, each with a `run_type` taken from its run id (`scheduled__...`)."""
+        out = self.env.run(str(BIN / "airflow"), "dags", "list-runs", "hn_ingest", "-o", "json", check=False).stdout
+        listing = next((line for line in out.splitlines() if line.startswith("[") and line.rstrip().endswith("]")), "[]")
+        runs = json.loads(listing)
+        for run in runs:
+            run["run_type"] = run["run_id"].split("__")[0]
+        return runs
+
+    def wait_for(self, predicate, timeout: float, what: str, poll: float = 3):
+        """Poll `predicate` until it returns something truthy; fail with the stack's logs on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(poll)
+        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
+
+    def logs(self) -> str:
+        raise NotImplementedError
+
+
+class AirflowStack(Stack):
     """The real scheduler path: api-server, scheduler (LocalExecutor) and dag-processor processes."""
 
     def __init__(self, env: AirflowEnv) -> None:
@@ -184,25 +212,6 @@ class AirflowStack:
             except subprocess.TimeoutExpired:
                 pass
             _signal_group(process, signal.SIGKILL)
-
-    def runs(self) -> list[dict]:
-        """The DAG's runs, each with a `run_type` taken from its run id (`scheduled__...`)."""
-        out = self.env.run(str(BIN / "airflow"), "dags", "list-runs", "hn_ingest", "-o", "json", check=False).stdout
-        listing = next((line for line in out.splitlines() if line.startswith("[")  and line.rstrip().endswith("]")), "[]")
-        runs = json.loads(listing)
-        for run in runs:
-            run["run_type"] = run["run_id"].split("__")[0]
-        return runs
-
-    def wait_for(self, predicate, timeout: float, what: str, poll: float = 3):
-        """Poll `predicate` until it returns something truthy; fail with the stack's logs on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(poll)
-        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
 
     def logs(self) -> str:
         return "\n".join((self.env.home / "stack-logs" / f"{n}.log").read_text()[-3000:]

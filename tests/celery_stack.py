@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from include.config import PROJECT_ROOT
-from tests.airflow_cli import BIN, AirflowEnv, _signal_group
+from tests.airflow_cli import BIN, AirflowEnv, Stack, _signal_group
 from tests.services import Postgres, Redis, free_port
 
 # Seconds without a task heartbeat before the scheduler fails the try. Task supervisors heartbeat every 5 s
@@ -52,7 +52,7 @@ HEARTBEAT_TIMEOUT = 20
 JWT_SECRET = "hn-ingest-celery-test-secret-" + "0123456789abcdef" * 3  # >= 64 bytes: no InsecureKeyLengthWarning
 
 
-class CeleryStack:
+class CeleryStack(Stack):
     """api-server, scheduler, dag-processor and one Celery worker per entry of `worker_dirs`."""
 
     SERVICES = {"api-server": ["api-server"], "scheduler": ["scheduler"], "dag-processor": ["dag-processor"]}
@@ -223,15 +223,6 @@ class CeleryStack:
         out = self.env.run(str(BIN / "airflow"), "dags", "state", dag_id, run_id, check=False, timeout=60).stdout
         lines = out.strip().splitlines()
         return lines[-1].strip() if lines else None
-
-    def wait_for(self, predicate, timeout: float, what: str, poll: float = 3):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(poll)
-        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
 
     def logs(self, names: list[str] | None = None, chars: int = 3000) -> str:
         parts = []

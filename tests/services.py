@@ -94,7 +94,28 @@ def _stop(process: subprocess.Popen | None, sig: int, timeout: float = 20) -> No
             continue
 
 
-class Postgres:
+class _Service:
+    """A server started on entry (stopped again if starting fails) and stopped on exit."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class Postgres(_Service):
     """A throwaway Postgres cluster: database `airflow` owned by user `airflow` (password `airflow`)."""
 
     user = "airflow"
@@ -118,17 +139,6 @@ class Postgres:
     @property
     def celery_result_backend(self) -> str:
         return f"db+postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.database}"
-
-    def __enter__(self) -> Postgres:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _as_postgres(self) -> list[str]:
         return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
@@ -204,7 +214,7 @@ class Postgres:
             self._private_dir = None
 
 
-class Redis:
+class Redis(_Service):
     """A throwaway Redis server: no persistence, loopback only."""
 
     def __init__(self, base_dir: Path, port: int | None = None) -> None:
@@ -215,17 +225,6 @@ class Redis:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
-
-    def __enter__(self) -> Redis:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def start(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)

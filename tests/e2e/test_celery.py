@@ -13,7 +13,6 @@ default (Milvus Lite, no Celery), and no task may have needed a second try excep
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 
@@ -33,12 +32,6 @@ pytestmark = pytest.mark.e2e
 NEWEST = 4
 LATER = 6  # stories released for act 3
 NOT_YET = float("inf")
-
-
-def runs_of(stack: CeleryStack, env: AirflowEnv) -> list[dict]:
-    out = env.airflow("dags", "list-runs", "hn_ingest", "-o", "json", check=False).stdout
-    listing = next((line for line in out.splitlines() if line.startswith("[") and line.rstrip().endswith("]")), "[]")
-    return json.loads(listing)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +76,7 @@ def celery(require_corpus, milvus_server, tmp_path_factory):
             backfill_started = time.monotonic()
 
             def backfill_done():
-                done = [r for r in runs_of(stack, env) if r["run_id"].startswith("backfill__")
+                done = [r for r in stack.runs() if r["run_id"].startswith("backfill__")
                         and r["state"] in ("success", "failed")]
                 return len(done) >= expected_runs and done
 
@@ -103,13 +96,13 @@ def celery(require_corpus, milvus_server, tmp_path_factory):
             stack.kill(seen["killed"])
             kill_time = time.monotonic()
             seen["killed_run"] = stack.wait_for(
-                lambda: [r for r in runs_of(stack, env) if r["run_id"] == killed_run and r["state"] in ("success", "failed")],
+                lambda: [r for r in stack.runs() if r["run_id"] == killed_run and r["state"] in ("success", "failed")],
                 600, "the run whose worker was killed")
             seen["recovery_s"] = time.monotonic() - kill_time
             seen["task_instances"] = {}
             for ti in stack.task_instances("hn_ingest"):
                 seen["task_instances"].setdefault(ti["run_id"], []).append(ti)
-            seen["runs"] = runs_of(stack, env)
+            seen["runs"] = stack.runs()
             seen["final"] = env.status(chunks=True)
             seen["total_s"] = time.monotonic() - started
             seen["staging_left"] = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
