@@ -25,10 +25,14 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	$(BIN)/python -m pip install -q -r requirements.txt
 	touch $@
 
+# Every write_batch takes a slot of this pool (1 for Milvus Lite); an existing pool keeps its slots.
+ENSURE_WRITER_POOL = $(BIN)/airflow pools get milvus_writer > /dev/null 2>&1 \
+	|| $(BIN)/airflow pools set milvus_writer 1 "hn_ingest writes to Milvus (1 for Milvus Lite)" > /dev/null
+
 $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
-	$(BIN)/airflow pools set milvus_writer 1 "hn_ingest writes to Milvus (1 for Milvus Lite)" > /dev/null
+	$(ENSURE_WRITER_POOL)
 
 ## One ingestion cycle into Milvus Lite (data/milvus.db), then what is stored.
 ## REPLAY=30 runs it against a local replay of 30 corpus stories instead of the live Hacker News.
@@ -41,6 +45,7 @@ run: $(AIRFLOW_HOME)/airflow.db
 ## The real scheduler path: api-server (UI on :8080), scheduler (LocalExecutor) and dag-processor.
 ## hn_ingest then runs every 15 s; Ctrl-C stops all three.
 scheduler: $(AIRFLOW_HOME)/airflow.db
+	$(ENSURE_WRITER_POOL)
 	export AIRFLOW__CORE__EXECUTOR=LocalExecutor \
 		AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(or $(PORT),8080)/execution/ \
 		AIRFLOW__API_AUTH__JWT_SECRET=$${AIRFLOW__API_AUTH__JWT_SECRET:-local-only-secret-set-your-own} \
