@@ -18,7 +18,8 @@ class MilvusIngestOperator(BaseOperator):
     Writing is idempotent (deterministic keys, stale chunks deleted, state written last), so a retry
     or a cleared-and-rerun task ends with the same rows as a clean run.
 
-    :param batch: a reference from the embed stage: ``{"label", "extracted", "vectors"}`` (file paths).
+    :param batch: a reference from the embed stage: ``{"label", "extracted", "vectors"}``, keys of the
+        batch's files under the staging base (``HN_INGEST_STAGING_URL``), readable from any worker.
     :param milvus_conn_id: the Milvus connection.
     """
 
