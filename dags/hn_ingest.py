@@ -21,7 +21,8 @@ that fails (404, timeout, too big, not HTML, unparsable) is recorded and retried
 - `batch_size` (int): stories per mapped task.
 
 **Backfill**: `airflow backfill create --dag-id hn_ingest --from-date 2020-12-29T00:00:00 --to-date 2020-12-29T01:00:00`
-ingests the stories created in each run's data interval (Algolia HN search).
+ingests the stories created in each run's data interval (Algolia HN search); with
+`--dag-run-conf '{"reindex": true}'` each run re-ingests its own interval's stories, done or not.
 
 **Connections**: `milvus_default` (host = Milvus Lite path or server URI; required under the
 CeleryExecutor), `hacker_news_default` (host = Firebase base URL; extra `algolia_url`). Variable
@@ -92,13 +93,13 @@ def _fetch_config():
 def hn_ingest():
     @task
     def discover_stories() -> list[dict]:
-        from include.planning import Window, plan_batches, select_story_ids, wait_for_new_stories
+        from include.planning import Window, plan_batches, run_mode, select_story_ids, wait_for_new_stories
         from include.staging import prune
 
         cpu_started = time.process_time()
         context = get_current_context()
         params, dag_run = context["params"], context["dag_run"]
-        mode = "reindex" if params["reindex"] else ("backfill" if dag_run.run_type == "backfill" else "new")
+        mode = run_mode(dag_run.run_type, params["reindex"])
         # A manual run triggered without a logical date (Airflow 3's default) has no data interval.
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
         window = Window(int(start.timestamp()), int(end.timestamp())) if mode == "backfill" else None
@@ -108,7 +109,7 @@ def hn_ingest():
             with MilvusHook() as milvus:
                 store = milvus.get_store()
                 store.ensure_collections()
-                return select_story_ids(mode, hn, store, window, params["max_stories"])
+                return select_story_ids(mode, hn, store, window, params["max_stories"], include_done=params["reindex"])
 
         story_ids = select()
         watched = time.monotonic()

@@ -2,8 +2,9 @@
 
 - A scheduled or manual run takes new stories (`/v0/newstories.json`) the store has not ingested or
   skipped, plus failed ones that still have attempts left.
-- A backfill run takes the stories created in its data interval (Algolia), same filter.
-- `reindex=true` takes every story the store knows (ingested or failed), whatever its state.
+- A backfill run takes the stories created in its data interval (Algolia), same filter; with
+  `reindex=true` it takes every story of its interval, done or not (and only those).
+- `reindex=true` on any other run takes every story the store knows (ingested or failed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from include.milvus_store import ChunkStore
 Mode = Literal["new", "backfill", "reindex"]
 
 
+def run_mode(run_type: str, reindex: bool) -> Mode:
+    """A backfill run stays a backfill of its own interval even with `reindex=true`: a backfill of N
+    runs must not re-embed the whole store N times."""
+    if run_type == "backfill":
+        return "backfill"
+    return "reindex" if reindex else "new"
+
+
 @dataclass(frozen=True)
 class Window:
     start: int  # Unix seconds, inclusive
@@ -31,8 +40,12 @@ def select_story_ids(
     store: ChunkStore,
     window: Window | None = None,
     max_stories: int | None = None,
+    include_done: bool = False,
 ) -> list[int]:
-    """Story ids for this run, newest first for new stories (freshness), oldest first otherwise."""
+    """Story ids for this run, newest first for new stories (freshness), oldest first otherwise.
+
+    `include_done` (a backfill with `reindex=true`) keeps the window's stories already ingested or skipped.
+    """
     if mode == "reindex":
         ids = store.story_ids_with_status("ingested", "failed")
     else:
@@ -42,7 +55,7 @@ def select_story_ids(
             offered = hn.story_ids_created_between(window.start, window.end)
         else:
             offered = sorted(set(hn.new_story_ids()), reverse=True)
-        ids = _not_done(offered, store)
+        ids = list(offered) if include_done else _not_done(offered, store)
         if mode == "new":
             retry = [i for i in store.retryable_failed_ids(MAX_FAILED_ATTEMPTS) if i not in set(ids)]
             ids += sorted(retry, reverse=True)
