@@ -42,19 +42,24 @@ run: $(AIRFLOW_HOME)/airflow.db
 	grep -h "run summary\|: failed\|run: " $(AIRFLOW_HOME)/last-run.log | sed 's/^.*\] //' || true
 	$(BIN)/python -m include.status
 
-## The real scheduler path: api-server (UI on :8080), scheduler (LocalExecutor) and dag-processor.
-## hn_ingest then runs every 15 s; Ctrl-C stops all three.
+## The real scheduler path: api-server (UI on 127.0.0.1:8080; HOST=0.0.0.0 to expose it), then, once it
+## answers, scheduler (LocalExecutor), dag-processor and triggerer. The JWT secret is made once per
+## Airflow home. hn_ingest then runs every 15 s; Ctrl-C stops them all.
 scheduler: $(AIRFLOW_HOME)/airflow.db
 	$(ENSURE_WRITER_POOL)
+	test -s $(AIRFLOW_HOME)/jwt-secret || (umask 077; $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(48))" > $(AIRFLOW_HOME)/jwt-secret)
 	export AIRFLOW__CORE__EXECUTOR=LocalExecutor \
 		AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(or $(PORT),8080)/execution/ \
-		AIRFLOW__API_AUTH__JWT_SECRET=$${AIRFLOW__API_AUTH__JWT_SECRET:-local-only-secret-set-your-own} \
+		AIRFLOW__API_AUTH__JWT_SECRET=$${AIRFLOW__API_AUTH__JWT_SECRET:-$$(cat $(AIRFLOW_HOME)/jwt-secret)} \
 		AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
 		AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL=$${AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL:-30}; \
 	trap 'kill 0' EXIT; \
-	$(BIN)/airflow api-server --port $(or $(PORT),8080) & \
+	$(BIN)/airflow api-server --host $(or $(HOST),127.0.0.1) --port $(or $(PORT),8080) & \
+	for i in $$(seq 120); do curl -sf http://127.0.0.1:$(or $(PORT),8080)/api/v2/monitor/health > /dev/null && break; sleep 1; done; \
+	echo "UI: http://127.0.0.1:$(or $(PORT),8080) (user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"; \
 	$(BIN)/airflow scheduler & \
 	$(BIN)/airflow dag-processor & \
+	$(BIN)/airflow triggerer & \
 	wait
 
 ## Servers the tests run for real: Postgres and Redis (CeleryExecutor), docker-compose (checks the
