@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import re
 import subprocess
@@ -26,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from tests import corpus
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
+INTERVAL = 15  # the DAG's default schedule: a backfill runs one data interval this long
 
 
 class ReplayServer:
@@ -218,6 +220,15 @@ def load_corpus(replay: ReplayServer, url_stories: int = 30, text_posts: int = 3
     for story in [s for s in stories if s.get("deleted")][:deleted]:
         replay.add_item(copy.deepcopy(story))
     return mapped
+
+
+def pick_window(stories: list[dict]) -> tuple[int, int]:
+    """A backfill window of whole intervals around the two stories closest in time."""
+    times = sorted(s["time"] for s in stories)
+    i = min(range(len(times) - 1), key=lambda k: times[k + 1] - times[k])
+    start = times[i] // INTERVAL * INTERVAL
+    end = math.ceil((times[i + 1] + 1) / INTERVAL) * INTERVAL
+    return start, end
 
 
 def _content_type(page: corpus.CorpusPage) -> str:

@@ -20,11 +20,10 @@ import pytest
 
 from tests.airflow_cli import AirflowEnv
 from tests.celery_stack import CeleryStack
-from tests.e2e.test_scheduler import INTERVAL, pick_window
+from tests.crash_control import CrashPoint
 from tests.invariants import assert_every_story_accounted_for, assert_no_duplicates, assert_stories_whole, chunk_rows
 from tests.milvus_server import drop_all_collections
-from tests.reliability.test_crashes import CrashPoint
-from tests.replay_server import ReplayServer, load_corpus
+from tests.replay_server import INTERVAL, ReplayServer, load_corpus, pick_window
 from tests.services import Postgres, Redis, ensure_debian_packages
 
 pytestmark = pytest.mark.e2e

@@ -7,29 +7,18 @@ the backfill the store must hold exactly the 4 newest plus the stories created i
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.airflow_cli import AirflowEnv, AirflowStack
-from tests.replay_server import ReplayServer, load_corpus
+from tests.replay_server import INTERVAL, ReplayServer, load_corpus, pick_window
 
 pytestmark = pytest.mark.e2e
 
 NEWEST = 4
-INTERVAL = 15
 
 
-
-
-def pick_window(stories: list[dict]) -> tuple[int, int]:
-    """A window of whole 15 s intervals holding the two older stories closest in time."""
-    times = sorted(s["time"] for s in stories)
-    i = min(range(len(times) - 1), key=lambda k: times[k + 1] - times[k])
-    start = times[i] // INTERVAL * INTERVAL
-    end = math.ceil((times[i + 1] + 1) / INTERVAL) * INTERVAL
-    return start, end
 
 
 def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_path):

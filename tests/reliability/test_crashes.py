@@ -11,41 +11,17 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.airflow_cli import AirflowEnv, AirflowStack
+from tests.crash_control import CrashPoint
 from tests.invariants import assert_every_story_accounted_for, assert_no_duplicates, assert_stories_whole, chunk_rows
 from tests.replay_server import ReplayServer, load_corpus
 
 pytestmark = pytest.mark.e2e
 
 NOT_YET = float("inf")
-
-
-class CrashPoint:
-    """The pause point of tests/tripwire/crash_points.py: arm it, wait for a write task to stop there."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def arm(self) -> None:
-        (self.folder / "armed").touch()
-
-    def wait_for_paused_pid(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            paused = list(self.folder.glob("paused-*"))
-            if paused:
-                paused[0].unlink()
-                return int(paused[0].name.split("-")[1])
-            time.sleep(0.2)
-        raise AssertionError("no write task reached the crash point")
-
-    def resume(self, pid: int) -> None:
-        (self.folder / f"resume-{pid}").touch()
 
 
 def alive(pid: int) -> bool:
