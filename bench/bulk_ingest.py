@@ -1,21 +1,35 @@
-"""Bench 1, 3 and 5: bulk ingest of all 200 corpus pages, the idle run, and scaling.
+"""Bench 1, 3 and 5: bulk ingest of the corpus pages, cold and warm, the idle run, and scaling.
 
-    python -m bench.bulk_ingest            # 200 stories: ingest, reindex, idle run
+    python -m bench.bulk_ingest            # 30 unseen stories cold; 200: cold first ingest, warm reindex, idle
     python -m bench.bulk_ingest --scaling  # also 50 and 100 stories
 
-Reports stories/s, chunks/s, time per stage, orchestration overhead, peak RSS, and the ratio of the
-embedding-only bound (the same chunk texts encoded in one warm process, same model and batch size)
-to the end-to-end time of the reindex run.
+Each ingest gets its own Airflow home, Milvus Lite file and embedding service (a runtime directory of
+its own), so its first run is cold: the model is loaded during the run, as on a fresh `make run`. The
+reindex that follows finds the service warm.
+
+The embedding-only bound is the same chunk texts (title prefix included) encoded with the same model
+and batch size in one process that has the model loaded and has encoded a warm-up batch: the minimum
+of 3 encodes. The ratio bound / wall says how close a run gets to the cost of the embedding alone.
+Peak memory: VmHWM of every process of the run (the `airflow dags test` process, its task processes,
+the embedding service), summed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 
-from bench.common import corpus_ok, corpus_replay, fresh_env, print_table, run_summary, timed_dags_test
+from bench.common import (
+    PeakMemory,
+    cold_runtime_dir,
+    corpus_ok,
+    corpus_replay,
+    fresh_env,
+    print_table,
+    run_summary,
+    timed_dags_test,
+)
 
 EMBED_BOUND = """
 import json, sys, time
@@ -26,69 +40,87 @@ rows = json.load(open(sys.argv[1]))["chunk_rows"]
 texts = [embedding_input(r["title"], r["text"]) for r in rows]
 load_model(EmbeddingConfig().model_name)
 embed_texts(texts[:64])  # warm up
-t = time.monotonic(); embed_texts(texts); print(json.dumps({"seconds": time.monotonic() - t, "chunks": len(texts)}))
+runs = []
+for _ in range(int(sys.argv[2])):
+    t = time.monotonic(); embed_texts(texts); runs.append(time.monotonic() - t)
+print(json.dumps({"seconds": min(runs), "runs": runs, "chunks": len(texts)}))
 """
 
 
-def ingest(stories: int, name: str) -> dict:
+def ingest(stories: int, name: str, batch_size: int, reindex: bool = True) -> dict:
+    """A cold first ingest of `stories`, then (optionally) a warm reindex and an idle run."""
+    result: dict = {}
     with corpus_replay(stories) as replay:
         env = fresh_env(name, replay)
-        first, first_wall = timed_dags_test(env, {"batch_size": 25})
-        reindex, reindex_wall = timed_dags_test(env, {"reindex": True, "batch_size": 25})
-        pages_before = replay.page_requests()
-        idle, idle_wall = timed_dags_test(env)
-        idle_pages = replay.page_requests() - pages_before
-        status = env.status(chunks=True)
-        dump = env.data_dir / "chunks.json"
-        dump.write_text(json.dumps(status))
-    return {"env": env, "first": (first, first_wall), "reindex": (reindex, reindex_wall), "idle": (idle, idle_wall),
-            "status": status, "dump": dump, "idle_pages": idle_pages}
+        cold_runtime_dir(env)
+        env.extra_env["HN_BENCH_TAG"] = name
+        conf = {"batch_size": batch_size}
+        with PeakMemory(name) as memory:
+            result["first"] = (*timed_dags_test(env, conf), memory)
+        if reindex:
+            with PeakMemory(name) as memory:
+                result["reindex"] = (*timed_dags_test(env, {**conf, "reindex": True}), memory)
+            pages_before = replay.page_requests()
+            result["idle"] = timed_dags_test(env)
+            result["idle_pages"] = replay.page_requests() - pages_before
+        result["status"] = env.status(chunks=True)
+        result["dump"] = env.data_dir / "chunks.json"
+        result["dump"].write_text(json.dumps(result["status"]))
+    result["env"] = env
+    return result
 
 
-def embedding_bound(dump, env) -> dict:
-    out = env.run(sys.executable, "-c", EMBED_BOUND, str(dump)).stdout
+def embedding_bound(run: dict, repeats: int = 3) -> dict:
+    out = run["env"].run(sys.executable, "-c", EMBED_BOUND, str(run["dump"]), str(repeats)).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def ratio_rows(label: str, run_key: str, run: dict, bound: dict, goal: str) -> list[tuple[str, str]]:
+    result, wall, memory = run[run_key]
+    stages = run_summary(result)["stage_seconds"]
+    return [
+        (f"{label}: wall (s)", f"{wall:.1f}"),
+        (f"{label}: stages (s, summed over batches)", json.dumps({k: round(v, 1) for k, v in stages.items()})),
+        (f"{label}: outside the stages (s)", f"{wall - sum(stages.values()):.1f}"),
+        (f"{label}: ratio bound / wall", f"{bound['seconds'] / wall:.2f}  ({goal})"),
+        (f"{label}: peak memory (MB, sum of processes)", f"{memory.total_mb():.0f}  ({memory.largest()})"),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=200)
+    parser.add_argument("--small", type=int, default=30, help="stories of the cold `make run`-like run")
     parser.add_argument("--scaling", action="store_true", help="also time 50 and 100 stories")
     args = parser.parse_args()
     corpus_ok()
-    run = ingest(args.stories, "bulk")
-    reindex, wall = run["reindex"]
-    summary, tasks = run_summary(reindex), reindex.task_seconds()
-    chunks = summary["chunks_written"]
-    stages = summary["stage_seconds"]
-    bound = embedding_bound(run["dump"], run["env"])
-    idle, idle_wall = run["idle"]
-    idle_tasks = idle.task_seconds()
+    small = ingest(args.small, f"bulk-{args.small}-cold", batch_size=10, reindex=False)  # make run's batch size
+    small_bound = embedding_bound(small)
+    run = ingest(args.stories, "bulk", batch_size=25)
+    bound = embedding_bound(run)
     status = run["status"]
+    chunks = run_summary(run["reindex"][0])["chunks_written"]
+    idle, idle_wall = run["idle"]
     rows = [
-        ("stories offered", str(args.stories)),
-        ("stories ingested / failed", f"{status['stories'].get('ingested', 0)} / {status['stories'].get('failed', 0)}"),
-        ("chunks", str(chunks)),
-        ("first ingest wall (s)", f"{run['first'][1]:.1f}"),
-        ("reindex wall, end to end (s)", f"{wall:.1f}"),
-        ("stories/s (reindex)", f"{args.stories / wall:.2f}"),
-        ("chunks/s (reindex)", f"{chunks / wall:.1f}"),
-        *[(f"  stage {k} (s, summed over batches)", f"{v:.1f}") for k, v in stages.items()],
-        ("  task time by task (s)", json.dumps({k: round(v, 1) for k, v in tasks.items()})),
-        ("  orchestration overhead (s)", f"{wall - sum(stages.values()):.1f}"),
-        ("embedding-only bound (s)", f"{bound['seconds']:.1f} for {bound['chunks']} chunks"),
-        ("ratio bound / end to end", f"{bound['seconds'] / wall:.2f}  (goal >= 0.75)"),
+        (f"{args.small} unseen stories, cold (like make run)", f"{small['status']['chunks']} chunks; bound "
+         f"{small_bound['seconds']:.1f} s (min of {json.dumps([round(s, 1) for s in small_bound['runs']])})"),
+        *ratio_rows(f"  {args.small} cold", "first", small, small_bound, "goal >= 0.6"),
+        (f"{args.stories} stories ingested / failed",
+         f"{status['stories'].get('ingested', 0)} / {status['stories'].get('failed', 0)}; {chunks} chunks"),
+        ("embedding-only bound (s)", f"{bound['seconds']:.1f} (min of {json.dumps([round(s, 1) for s in bound['runs']])})"),
+        *ratio_rows(f"  {args.stories} cold first ingest", "first", run, bound, "cold: model load and first calls"),
+        *ratio_rows(f"  {args.stories} warm reindex", "reindex", run, bound, "goal >= 0.75"),
+        ("stories/s, chunks/s (warm reindex)", f"{args.stories / run['reindex'][1]:.2f}, {chunks / run['reindex'][1]:.1f}"),
+        ("  task time by task (s, warm reindex)", json.dumps({k: round(v, 1) for k, v in run["reindex"][0].task_seconds().items()})),
         ("idle run wall (s)", f"{idle_wall:.1f}"),
-        ("idle run task time (s)", f"{sum(idle_tasks.values()):.2f}  {json.dumps({k: round(v, 2) for k, v in idle_tasks.items()})}"),
         ("idle run pages fetched / batches embedded", f"{run['idle_pages']} / {len(idle.lines('embedded'))}"),
-        ("peak RSS of one airflow dags test (MB)", f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}"),
     ]
     if args.scaling:
         for n in (50, 100):
-            scaled = ingest(n, f"bulk-{n}")
-            rows.append((f"reindex wall for {n} stories (s)", f"{scaled['reindex'][1]:.1f}"))
-        rows.append((f"reindex wall for {args.stories} stories (s)", f"{wall:.1f}"))
-    print_table("Bulk ingest (airflow dags test hn_ingest, reindex of the corpus replay)", rows, "bulk_ingest.txt")
+            scaled = ingest(n, f"bulk-{n}", batch_size=25)
+            rows.append((f"warm reindex wall for {n} stories (s)", f"{scaled['reindex'][1]:.1f}"))
+        rows.append((f"warm reindex wall for {args.stories} stories (s)", f"{run['reindex'][1]:.1f}"))
+    print_table("Bulk ingest (airflow dags test hn_ingest over the corpus replay)", rows, "bulk_ingest.txt")
 
 
 if __name__ == "__main__":

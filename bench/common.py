@@ -70,3 +70,74 @@ def print_table(title: str, rows: list[tuple[str, str]], save_as: str | None = N
 def corpus_ok() -> None:
     if not corpus.corpus_available():
         raise SystemExit(f"the corpus is missing at {corpus.corpus_dir()}")
+
+
+class PeakMemory:
+    """Peak resident memory (VmHWM) of every process whose environment carries `HN_BENCH_TAG=<tag>`.
+
+    Give the tag to the command under test (its environment): the `airflow dags test` process, the
+    task processes it starts and the embedding service they start all inherit it, the bench itself
+    does not. Sampled every 0.2 s; VmHWM is each process's own high-water mark, so a sample anywhere
+    in a process's life after its peak sees it. The total is the sum of the peaks (an upper bound on
+    what was resident at once).
+    """
+
+    def __init__(self, tag: str) -> None:
+        import threading
+
+        self.marker = f"HN_BENCH_TAG={tag}".encode()
+        self.peaks: dict[int, tuple[str, int]] = {}  # pid → (command, VmHWM kB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        from pathlib import Path
+
+        while True:
+            for proc in Path("/proc").iterdir():
+                if proc.name.isdigit():
+                    self._read(proc)
+            if self._stop.wait(0.2):
+                return
+
+    def _read(self, proc) -> None:
+        try:
+            if self.marker not in (proc / "environ").read_bytes().split(b"\0"):
+                return
+            hwm = next(int(line.split()[1]) for line in (proc / "status").read_text().splitlines()
+                       if line.startswith("VmHWM:"))
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:80]
+        except (OSError, StopIteration, ValueError):
+            return  # gone meanwhile, or a kernel thread
+        pid = int(proc.name)
+        self.peaks[pid] = (command, max(hwm, self.peaks.get(pid, ("", 0))[1]))
+
+    def total_mb(self) -> float:
+        return sum(kb for _, kb in self.peaks.values()) / 1024
+
+    def largest(self, n: int = 3) -> str:
+        top = sorted(self.peaks.values(), key=lambda p: -p[1])[:n]
+        return ", ".join(f"{_short(c)} {kb / 1024:.0f}" for c, kb in top)
+
+
+def _short(command: str) -> str:
+    if "embedding_service" in command:
+        return "embedding service"
+    if "dags test" in command:
+        return "dags test"
+    return command.split(" ")[-1][:30] or "?"
+
+
+def cold_runtime_dir(env: AirflowEnv) -> None:
+    """A runtime directory of its own: the run starts its own embedding service, cold (no model loaded)."""
+    folder = env.home.parent / "run"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env.extra_env["HN_INGEST_RUNTIME_DIR"] = str(folder)

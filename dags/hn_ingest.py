@@ -25,8 +25,8 @@ ingests the stories created in each run's data interval (Algolia HN search); wit
 `--dag-run-conf '{"reindex": true}'` each run re-ingests its own interval's stories, done or not.
 
 **Connections**: `milvus_default` (host = Milvus Lite path or server URI; required under the
-CeleryExecutor), `hacker_news_default` (host = Firebase base URL; extra `algolia_url`). Variable
-`hn_ingest_allow_loopback` allows pages on 127.0.0.1 for a local replay.
+CeleryExecutor), `hacker_news_default` (host = Firebase base URL; extra `algolia_url`). Worker setting
+`HN_INGEST_ALLOW_LOOPBACK=true` allows pages on 127.0.0.1 for a local replay.
 
 **Many workers**: batches move between tasks under `HN_INGEST_STAGING_URL` (Airflow object storage,
 default `data/staging`), never on a worker's disk; every `write_batch` of every run takes a slot of
@@ -41,10 +41,10 @@ import time
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, Variable, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.definitions.timetables.interval import DeltaDataIntervalTimetable
 from hn_providers.hooks.hacker_news import HackerNewsHook
-from hn_providers.hooks.milvus import MilvusHook
+from hn_providers.operators.discover import DiscoverStoriesOperator
 from hn_providers.operators.milvus import MilvusIngestOperator
 
 BATCH_LABEL = "{{ batch_label }}"
@@ -56,13 +56,6 @@ EMBEDDING_QUEUE = {"queue": q} if (q := os.environ.get("HN_INGEST_EMBEDDING_QUEU
 
 def _label_mapped_instance(batch: dict) -> None:
     get_current_context()["batch_label"] = batch["label"]
-
-
-def _fetch_config():
-    from include.config import FetchConfig
-
-    allow_loopback = str(Variable.get("hn_ingest_allow_loopback", default="false")).lower() in ("1", "true", "yes")
-    return FetchConfig(allow_loopback=allow_loopback)
 
 
 @dag(
@@ -91,51 +84,16 @@ def _fetch_config():
     },
 )
 def hn_ingest():
-    @task
-    def discover_stories() -> list[dict]:
-        from include.planning import Window, plan_batches, run_mode, select_story_ids, wait_for_new_stories
-        from include.staging import prune
-
-        cpu_started = time.process_time()
-        context = get_current_context()
-        params, dag_run = context["params"], context["dag_run"]
-        mode = run_mode(dag_run.run_type, params["reindex"])
-        # A manual run triggered without a logical date (Airflow 3's default) has no data interval.
-        start, end = context.get("data_interval_start"), context.get("data_interval_end")
-        window = Window(int(start.timestamp()), int(end.timestamp())) if mode == "backfill" else None
-        hn = HackerNewsHook().get_conn()
-
-        def select() -> list[int]:
-            with MilvusHook() as milvus:
-                store = milvus.get_store()
-                store.ensure_collections()
-                return select_story_ids(mode, hn, store, window, params["max_stories"], include_done=params["reindex"])
-
-        story_ids = select()
-        watched = time.monotonic()
-        if not story_ids and dag_run.run_type == "scheduled":
-            # Nothing new: watch the API until the next run is due rather than sit idle between runs.
-            next_run_due = (end + (end - start)).timestamp() - 1
-            if wait_for_new_stories(hn, set(hn.new_story_ids()), until=min(next_run_due, time.time() + 30)):
-                story_ids = select()
-        watched = time.monotonic() - watched
-        prune()
-        batches = plan_batches(story_ids, params["batch_size"])
-        print(f"{mode} run: {len(story_ids)} stories in {len(batches)} batches"
-              + (f" (watched the API for {watched:.1f} s)" if watched > 1 else "")
-              + f"; {time.process_time() - cpu_started:.2f} s CPU")
-        return batches
-
     @task(map_index_template=BATCH_LABEL)
     def extract_batch(batch: dict) -> dict:
         from include.chunking import TokenCounter
-        from include.config import ChunkConfig, EmbeddingConfig
+        from include.config import ChunkConfig, EmbeddingConfig, FetchConfig
         from include.extract import extract_batch as extract
         from include.staging import batch_key, write_extracted
 
         _label_mapped_instance(batch)
         counter = TokenCounter(EmbeddingConfig().model_name)
-        extracted = extract(batch["story_ids"], HackerNewsHook().get_conn(), _fetch_config(), ChunkConfig(), counter)
+        extracted = extract(batch["story_ids"], HackerNewsHook().get_conn(), FetchConfig(), ChunkConfig(), counter)
         key = batch_key(get_current_context()["run_id"], batch["number"], ".json")
         return {**batch, "extracted": write_extracted(key, extracted), "seconds": extracted.seconds}
 
@@ -173,8 +131,8 @@ def hn_ingest():
         remove_run(get_current_context()["run_id"])  # the run succeeded: its staging is no longer needed
         return summary
 
-    batches = discover_stories()
-    extracted = extract_batch.expand(batch=batches)
+    batches = DiscoverStoriesOperator(task_id="discover_stories")
+    extracted = extract_batch.expand(batch=batches.output)
     embedded = embed_batch.expand(batch=extracted)
     # The pool bounds writers across every run, backfills and manual runs included (1 slot for Milvus Lite).
     written = MilvusIngestOperator.partial(

@@ -1,6 +1,6 @@
 """Settings of the pipeline, with the defaults a scheduled run uses.
 
-Everything Airflow-specific (Variables, Connections, Params) is read in the DAG and passed in here,
+Everything Airflow-specific (Connections, Params) is read in the DAG and passed in here,
 so the stages stay testable without a scheduler.
 """
 
@@ -48,7 +48,10 @@ class FetchConfig:
     total_deadline: float = 30.0  # the whole fetch, redirects and body included
     max_bytes: int = 5 * 1024 * 1024
     max_redirects: int = 5
-    allow_loopback: bool = False  # for a local replay only; other private ranges are always refused
+    # For a local replay only (`HN_INGEST_ALLOW_LOOPBACK=true` on the workers); other private ranges
+    # are always refused. A worker setting, not a Variable: anyone who can edit Variables in the UI
+    # must not be able to point the fetcher at the workers' own loopback services.
+    allow_loopback: bool = os.environ.get("HN_INGEST_ALLOW_LOOPBACK", "").strip().lower() in ("1", "true", "yes")
     user_agent: str = USER_AGENT
     concurrency: int = 8  # pages fetched at once within a batch
 

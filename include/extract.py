@@ -46,13 +46,21 @@ def extract_batch(
     batch.seconds = {"fetch": time.monotonic() - started, "partition": 0.0, "chunk": 0.0}
     for page in pages:
         if isinstance(page, StoryOutcome):
-            batch.outcomes.append(page)
-            continue
-        chunks, outcome = _chunk_page(page, chunk_config, counter, batch.seconds)
-        batch.chunks.extend(chunks)
+            outcome = page
+        else:
+            chunks, outcome = _chunk_page(page, chunk_config, counter, batch.seconds)
+            batch.chunks.extend(chunks)
         batch.outcomes.append(outcome)
-        log.info("%s", outcome.reason or f"story {page.story.id}: {len(chunks)} chunks")
+        log.info("%s", describe(outcome))
     return batch
+
+
+def describe(outcome: StoryOutcome) -> str:
+    """One line per story for the task log: id, title, and chunks or what went wrong."""
+    title = repr(outcome.title[:80]) if outcome.title else "(no title)"
+    if outcome.status == "ingested":
+        return f"story {outcome.story_id} {title}: {outcome.chunk_count} chunks"
+    return f"{outcome.status}: {outcome.reason} {title}"  # the reason starts with the story id and URL
 
 
 def _fetch(story: Story, fetcher: PageFetcher) -> Page | StoryOutcome:

@@ -10,12 +10,17 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from include.config import default_milvus_uri
+
+# Milvus Lite imports FAISS, whose loader logs at INFO every instruction set it could not load (8 lines
+# per task) before the one it uses: not news to anyone reading a task log.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 # pymilvus shares one gRPC channel per process and address, which `close()` leaves open, pinging every
 # 10 s: a Python gRPC server (`milvus-lite server`, and the one behind a Lite `.db` path) answers an idle

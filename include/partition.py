@@ -12,12 +12,52 @@ Two choices here make partitioning work offline and fast:
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import re
+import sys
+import types
 
 # Before unstructured is imported: no telemetry request, no notice in the task log.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+
+
+def _defer_spacy_import() -> None:
+    """Import Unstructured's spaCy tokenizers only if something calls them.
+
+    `unstructured.partition.text_type` imports them at module level, which imports spaCy and, through
+    thinc, torch: 2.1 s at the start of every extract task. With our classifier (below) the HTML parser
+    never calls them; a stand-in module imports the real one on first use, so nothing changes if an
+    Unstructured version starts to.
+    """
+    name = "unstructured.nlp.tokenize"
+    if name in sys.modules or importlib.util.find_spec(name) is None:
+        return
+    stand_in = types.ModuleType(name)
+
+    def real_module() -> types.ModuleType:
+        if sys.modules.get(name) is stand_in:
+            del sys.modules[name]
+        return importlib.import_module(name)
+
+    def forward(function: str):
+        return lambda *args, **kwargs: getattr(real_module(), function)(*args, **kwargs)
+
+    for function in ("pos_tag", "sent_tokenize", "word_tokenize"):
+        setattr(stand_in, function, forward(function))
+
+    def other_attribute(attribute: str):
+        if attribute.startswith("__"):  # the import system probing (`__path__`), not a caller
+            raise AttributeError(attribute)
+        return getattr(real_module(), attribute)
+
+    stand_in.__getattr__ = other_attribute
+    sys.modules[name] = stand_in
+
+
+_defer_spacy_import()
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,16 +83,3 @@ def plan_batches(story_ids: list[int], batch_size: int) -> list[dict]:
                         "label": f"batch {number}: {len(ids)} stories {min(ids)}-{max(ids)}"})
     return batches
 
-
-def wait_for_new_stories(hn: HackerNewsClient, seen: set[int], until: float, poll_seconds: float = 1.0) -> bool:
-    """Poll `/v0/newstories.json` until it lists a story not in `seen` (True) or `until` passes (False).
-
-    A scheduled run with nothing to do keeps watching until the next run is due, so a story published
-    meanwhile is picked up within a poll instead of waiting for the next run (freshness). Only the
-    API is polled: the Milvus store is not held open while waiting.
-    """
-    while time.time() + poll_seconds < until:
-        time.sleep(poll_seconds)
-        if set(hn.new_story_ids()) - seen:
-            return True
-    return False

@@ -168,7 +168,7 @@ class Stack:
 
 
 class AirflowStack(Stack):
-    """The real scheduler path: api-server, scheduler (LocalExecutor) and dag-processor processes."""
+    """The real scheduler path: api-server, scheduler (LocalExecutor), dag-processor and triggerer processes."""
 
     def __init__(self, env: AirflowEnv) -> None:
         import socket
@@ -187,7 +187,8 @@ class AirflowStack(Stack):
         })
         self.processes: dict[str, subprocess.Popen] = {}
 
-    COMMANDS = {"api-server": ["api-server"], "scheduler": ["scheduler"], "dag-processor": ["dag-processor"]}
+    COMMANDS = {"api-server": ["api-server"], "scheduler": ["scheduler"], "dag-processor": ["dag-processor"],
+                "triggerer": ["triggerer"]}
 
     def start(self, name: str) -> None:
         logs = self.env.home / "stack-logs"
@@ -221,7 +222,7 @@ class AirflowStack(Stack):
 
     def logs(self) -> str:
         return "\n".join((self.env.home / "stack-logs" / f"{n}.log").read_text()[-3000:]
-                         for n in ("scheduler", "dag-processor", "api-server"))
+                         for n in ("scheduler", "dag-processor", "triggerer", "api-server"))
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

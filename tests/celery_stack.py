@@ -53,9 +53,10 @@ JWT_SECRET = "hn-ingest-celery-test-secret-" + "0123456789abcdef" * 3  # >= 64 b
 
 
 class CeleryStack(Stack):
-    """api-server, scheduler, dag-processor and one Celery worker per entry of `worker_dirs`."""
+    """api-server, scheduler, dag-processor, triggerer and one Celery worker per entry of `worker_dirs`."""
 
-    SERVICES = {"api-server": ["api-server"], "scheduler": ["scheduler"], "dag-processor": ["dag-processor"]}
+    SERVICES = {"api-server": ["api-server"], "scheduler": ["scheduler"], "dag-processor": ["dag-processor"],
+                "triggerer": ["triggerer"]}
 
     def __init__(self, env: AirflowEnv, postgres: Postgres, redis: Redis, worker_dirs: dict[str, Path],
                  concurrency: int = 2, queues: str = "default", heartbeat_timeout: int = HEARTBEAT_TIMEOUT) -> None:

@@ -97,7 +97,7 @@ class ReplayServer:
         return {
             "AIRFLOW_CONN_HACKER_NEWS_DEFAULT": json.dumps(
                 {"conn_type": "http", "host": self.api_url, "extra": {"algolia_url": self.algolia_url}}),
-            "AIRFLOW_VAR_HN_INGEST_ALLOW_LOOPBACK": "true",
+            "HN_INGEST_ALLOW_LOOPBACK": "true",
         }
 
     # -- content -----------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 The replay lists only the 4 newest stories in /v0/newstories.json (as the live API lists only the
 500 newest): scheduled runs ingest those; older stories are reachable through Algolia only, so after
-the backfill the store must hold exactly the 4 newest plus the stories created in the window.
+the backfill the store must hold exactly the 4 newest, one story published while a run waited on the
+triggerer, and the stories created in the window.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +22,18 @@ pytestmark = pytest.mark.e2e
 NEWEST = 4
 
 
+def task_states(env: AirflowEnv, task_id: str) -> dict[str, str]:
+    """run id → state of `task_id` in that run, read from the SQLite metadata DB."""
+    with sqlite3.connect(f"file:{env.home / 'airflow.db'}?mode=ro", uri=True, timeout=30) as db:
+        rows = db.execute("SELECT run_id, state FROM task_instance WHERE dag_id = 'hn_ingest' AND task_id = ?",
+                          (task_id,)).fetchall()
+    return {run_id: state for run_id, state in rows}
+
+
+def discover_log(env: AirflowEnv, run_id: str) -> str:
+    """The task's own log (the triggerer's lines are in `attempt=N.log.trigger.*.log` files)."""
+    folder = env.home / "logs" / "dag_id=hn_ingest" / f"run_id={run_id}" / "task_id=discover_stories"
+    return "\n".join(p.read_text(errors="replace") for p in sorted(folder.glob("attempt=*[0-9].log")))
 
 
 def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_path):
@@ -26,6 +41,9 @@ def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_pat
     load_corpus(replay, url_stories=12, text_posts=1, dead=1, deleted=0)
     replay.newstories_limit = NEWEST
     live = sorted(replay.live_stories(), key=lambda s: -s["id"])
+    late = live[0]["id"]  # published while an idle run waits on the triggerer
+    replay.release_at[late] = time.monotonic() + 10**9
+    live = live[1:]
     newest = {s["id"] for s in live[:NEWEST]}
     env = AirflowEnv(tmp_path / "airflow", tmp_path / "data", replay.connection_env())
     env.migrate()
@@ -38,6 +56,23 @@ def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_pat
         assert all(states[i] == "ingested" for i in newest), states
         runs = stack.runs()
         assert any(r["run_type"] == "scheduled" and r["state"] == "success" for r in runs), runs
+
+        # Nothing new: a run defers to the triggerer (no worker slot held); the story published then
+        # resumes that same run, which ingests it.
+        waiting = stack.wait_for(lambda: [r for r, state in task_states(env, "discover_stories").items()
+                                          if state == "deferred"], 120, "a run deferring while idle", poll=0.3)[0]
+        replay.release_at[late] = time.monotonic()
+        stack.wait_for(lambda: stored().get(late) == "ingested", 120, "the story published while idle")
+        assert task_states(env, "discover_stories")[waiting] == "success"
+        assert f"new stories listed while watching: [{late}" in discover_log(env, waiting)
+        # A run that watched until its end with nothing new (a run that starts late does not watch):
+        # skipped, and so is everything after it.
+        idle = stack.wait_for(lambda: [r for r, state in task_states(env, "discover_stories").items()
+                                       if state == "skipped" and "on the triggerer" in discover_log(env, r)],
+                              120, "an idle run that watched the API")[0]
+        # ended by the triggerer, not resumed on a worker
+        assert discover_log(env, idle).count("Pre Execute") == 1, discover_log(env, idle)
+        stack.wait_for(lambda: task_states(env, "report_run").get(idle) == "skipped", 60, "the idle run's last task skipped")
 
         start, end = pick_window([s for s in live if s["id"] not in newest])
         in_window = {s["id"] for s in live if start <= s["time"] < end}
@@ -55,4 +90,5 @@ def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_pat
         assert all(r["state"] == "success" for r in done), done
         final = stored()
     ingested = {i for i, status in final.items() if status == "ingested"}
-    assert ingested == newest | in_window, (sorted(ingested), sorted(newest), sorted(in_window), timedelta(seconds=end - start))
+    assert ingested == newest | in_window | {late}, (sorted(ingested), sorted(newest), sorted(in_window),
+                                                   timedelta(seconds=end - start))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.airflow_cli import BIN, AirflowEnv, DagRunResult
+from tests.ci import unavailable
 from tests.invariants import assert_every_story_accounted_for, assert_no_duplicates, assert_stories_whole, chunk_rows
 from tests.replay_server import ReplayServer, load_corpus, send
 
@@ -117,7 +118,7 @@ def test_a_database_locked_during_the_write_fails_the_task_and_the_retry_recover
 
 def test_a_read_only_data_directory_fails_clearly_and_the_retry_recovers(replay, clean, airflow_home, tmp_path):
     if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
-        pytest.skip("needs a mount namespace (root) to make the directory read-only for real")
+        unavailable("needs a mount namespace (root) to make the directory read-only for real")
     data = tmp_path / "data"
     env = AirflowEnv(airflow_home, data, replay.connection_env())
     first = env.dags_test({"max_stories": 1})

@@ -19,6 +19,7 @@ import pytest
 
 from include.config import FetchConfig
 from include.fetch import FetchError, PageFetcher
+from tests.ci import unavailable
 from tests.replay_server import ReplayServer
 
 
@@ -98,10 +99,18 @@ def _redirecting_replay(host: str, location: str) -> ReplayServer:
     return replay
 
 
-@pytest.mark.skipif(not os.environ.get("HN_TEST_PUBLIC_STANDIN"), reason="needs the loopback-only namespace")
+@pytest.fixture
+def public_standin() -> str:
+    """The public address tests/run_offline.sh puts on the namespace's loopback interface."""
+    address = os.environ.get("HN_TEST_PUBLIC_STANDIN")
+    if not address:
+        unavailable("needs the loopback-only namespace of tests/run_offline.sh (root or user namespaces)")
+    return address
+
+
 @pytest.mark.parametrize("host", LOOPBACK_FORMS)
-def test_loopback_in_any_form_is_refused_when_reached_through_a_redirect(host, canary):
-    with _redirecting_replay(os.environ["HN_TEST_PUBLIC_STANDIN"], f"http://{host}:{canary.port}/") as replay:
+def test_loopback_in_any_form_is_refused_when_reached_through_a_redirect(host, canary, public_standin):
+    with _redirecting_replay(public_standin, f"http://{host}:{canary.port}/") as replay:
         with pytest.raises(FetchError, match="refused to connect"):
             PageFetcher(FetchConfig()).fetch_html(f"{replay.base_url}/start")
         assert replay.requests == ["/start"]  # the allowed public hop was fetched

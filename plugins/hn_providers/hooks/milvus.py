@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from functools import cached_property
 from typing import Any
 
@@ -43,6 +44,7 @@ class MilvusHook(BaseHook):
         super().__init__(**kwargs)
         self.milvus_conn_id = milvus_conn_id
         self._lock_timeout = lock_timeout
+        self._session = ExitStack()  # what `conn` opened, undone by close()
 
     @cached_property
     def connection(self):
@@ -84,7 +86,17 @@ class MilvusHook(BaseHook):
 
     @cached_property
     def conn(self):
-        return self.get_conn()
+        from include.milvus_client import close_client, is_lite_uri
+        from include.native_stderr import stderr_to_logging
+
+        uri = self.uri_and_token[0]
+        if is_lite_uri(uri):
+            # Milvus Lite runs in this process: FAISS prints its index training on fd 2 (include.native_stderr).
+            self._session.enter_context(stderr_to_logging())
+        client = self.get_conn()
+        # Closing releases a Lite directory for other processes (and flushes, which trains the index).
+        self._session.callback(close_client, client, uri)
+        return client
 
     def get_store(self):
         """The project's collections (`hn_chunks`, `hn_stories`) on this connection."""
@@ -94,10 +106,8 @@ class MilvusHook(BaseHook):
 
     def close(self) -> None:
         """Close the client; for Milvus Lite this releases the directory for other processes."""
-        if "conn" in self.__dict__:
-            from include.milvus_client import close_client
-
-            close_client(self.__dict__.pop("conn"), self.uri_and_token[0])
+        self.__dict__.pop("conn", None)
+        self._session.close()
 
     def __enter__(self) -> MilvusHook:
         return self

@@ -44,11 +44,13 @@ class MilvusIngestOperator(BaseOperator):
             store = hook.get_store()
             store.ensure_collections()
             written = store.write_batch(extracted.chunks, vectors, extracted.outcomes)
+        committed_at = time.time()  # chunks and states are written (and, on a server, Strong reads see them)
         seconds = {**self.batch.get("seconds", {}), "write": time.monotonic() - started}
         statuses = Counter(o.status for o in extracted.outcomes)
         for outcome in extracted.outcomes:
             if outcome.status != "ingested":
                 self.log.warning("%s: %s", outcome.status, outcome.reason)
-        self.log.info("%s: %d chunk rows written; %s", self.batch["label"], written, dict(statuses))
-        return {"label": self.batch["label"], "chunks": written, "statuses": dict(statuses), "seconds": seconds,
+        self.log.info("%s: %d chunk rows written; %s; committed at %.3f: stories %s", self.batch["label"], written,
+                      dict(statuses), committed_at, [o.story_id for o in extracted.outcomes if o.status == "ingested"])
+        return {"label": self.batch["label"], "chunks": written, "committed_at": committed_at, "statuses": dict(statuses), "seconds": seconds,
                 "problems": [f"{o.status}: {o.reason}" for o in extracted.outcomes if o.status != "ingested"]}

@@ -1,0 +1,82 @@
+"""Operator that picks a run's stories and cuts them into micro-batches, deferring while there are none."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from hn_providers.hooks.hacker_news import HackerNewsHook
+from hn_providers.hooks.milvus import MilvusHook
+from hn_providers.triggers.hacker_news import NewStoriesTrigger
+
+# A scheduled run watches for new stories at most this long (and never past the next run's start).
+MAX_WATCH_SECONDS = 30
+
+
+class DiscoverStoriesOperator(BaseOperator):
+    """Return the run's micro-batches (``include.planning``); skip the run when there is nothing to do.
+
+    A scheduled run that finds nothing new defers to `NewStoriesTrigger` until its next run is due:
+    the triggerer watches the API, no worker slot is held, and a story published meanwhile resumes
+    the task at once (freshness). A run with nothing to ingest ends *skipped*, and with it every
+    downstream task: in the grid an idle run is all skipped, a working run is green.
+
+    Params read from the run: ``reindex``, ``max_stories``, ``batch_size``.
+    """
+
+    ui_color = "#f0e4ff"
+
+    def __init__(self, *, milvus_conn_id: str = MilvusHook.default_conn_name,
+                 hacker_news_conn_id: str = HackerNewsHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.milvus_conn_id = milvus_conn_id
+        self.hacker_news_conn_id = hacker_news_conn_id
+
+    def execute(self, context) -> list[dict]:
+        from include.staging import prune
+
+        prune()
+        batches = self._plan(context)
+        if batches:
+            return batches
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        if context["dag_run"].run_type == "scheduled" and start is not None:
+            until = min((end + (end - start)).timestamp() - 1, time.time() + MAX_WATCH_SECONDS)
+            if until - time.time() > 2:
+                hn = HackerNewsHook(self.hacker_news_conn_id).get_conn()
+                self.log.info("nothing new: watching the API on the triggerer for %.0f s", until - time.time())
+                self.defer(trigger=NewStoriesTrigger(hn.base_url, hn.new_story_ids(), until),
+                           method_name="execute_complete", timeout=timedelta(seconds=until - time.time() + 60))
+        raise AirflowSkipException("idle run: no stories to ingest")
+
+    def execute_complete(self, context, event: dict) -> list[dict]:
+        self.log.info("new stories listed while watching: %s", event["new_story_ids"][:10])
+        batches = self._plan(context)
+        if batches:
+            return batches
+        # Listed, but nothing to do (for example a dead story, recorded by an earlier run).
+        raise AirflowSkipException("idle run: the new stories need no work")
+
+    def _plan(self, context) -> list[dict]:
+        from include.planning import Window, plan_batches, run_mode, select_story_ids
+
+        cpu_started = time.process_time()
+        params, dag_run = context["params"], context["dag_run"]
+        mode = run_mode(dag_run.run_type, params["reindex"])
+        # A manual run triggered without a logical date (Airflow 3's default) has no data interval.
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        window = Window(int(start.timestamp()), int(end.timestamp())) if mode == "backfill" else None
+        hn = HackerNewsHook(self.hacker_news_conn_id).get_conn()
+        with MilvusHook(milvus_conn_id=self.milvus_conn_id) as milvus:
+            store = milvus.get_store()
+            store.ensure_collections()
+            story_ids = select_story_ids(mode, hn, store, window, params["max_stories"],
+                                         include_done=params["reindex"])
+        batches = plan_batches(story_ids, params["batch_size"])
+        self.log.info("%s run: %d stories in %d batches; %.2f s CPU", mode, len(story_ids), len(batches),
+                      time.process_time() - cpu_started)
+        return batches
