@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 export DO_NOT_TRACK := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: install run scheduler test test-deps test-fast replay lint bench bench-peer clean
+.PHONY: install run scheduler scheduler-stack test test-deps test-fast replay lint bench bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -45,14 +45,19 @@ run: $(AIRFLOW_HOME)/airflow.db
 ## The real scheduler path: api-server (UI on 127.0.0.1:8080; HOST=0.0.0.0 to expose it), then, once it
 ## answers, scheduler (LocalExecutor), dag-processor and triggerer. The JWT secret is made once per
 ## Airflow home. hn_ingest then runs every 15 s; Ctrl-C stops them all.
+## REPLAY=30 runs it against a local replay of 30 corpus stories instead of the live Hacker News.
 scheduler: $(AIRFLOW_HOME)/airflow.db
+	$(if $(REPLAY),$(BIN)/python -m tests.replay_server --stories $(REPLAY) --) $(MAKE) --no-print-directory scheduler-stack
+
+scheduler-stack: $(AIRFLOW_HOME)/airflow.db
 	$(ENSURE_WRITER_POOL)
 	test -s $(AIRFLOW_HOME)/jwt-secret || (umask 077; $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(48))" > $(AIRFLOW_HOME)/jwt-secret)
 	export AIRFLOW__CORE__EXECUTOR=LocalExecutor \
 		AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(or $(PORT),8080)/execution/ \
 		AIRFLOW__API_AUTH__JWT_SECRET=$${AIRFLOW__API_AUTH__JWT_SECRET:-$$(cat $(AIRFLOW_HOME)/jwt-secret)} \
 		AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
-		AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL=$${AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL:-30}; \
+		AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL=$${AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL:-30} \
+		AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME=$${AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME:-0.25}; \
 	trap 'kill 0' EXIT; \
 	$(BIN)/airflow api-server --host $(or $(HOST),127.0.0.1) --port $(or $(PORT),8080) & \
 	for i in $$(seq 120); do curl -sf http://127.0.0.1:$(or $(PORT),8080)/api/v2/monitor/health > /dev/null && break; sleep 1; done; \
@@ -92,9 +97,13 @@ test-fast: $(VENV)/.installed
 replay: $(VENV)/.installed
 	$(BIN)/python -m tests.replay_server --stories $(or $(STORIES),30)
 
-## Benchmarks (docs/benchmarks.md): each prints a table and saves it under bench/results/.
+## Benchmarks (docs/benchmarks.md): each prints a table with its goals and saves it under bench/results/.
+## Bulk ingest cold and warm, text and retrieval quality, freshness and idle runs on the real scheduler.
 bench: $(VENV)/.installed
 	tests/run_offline.sh $(BIN)/python -m bench.bulk_ingest $(BENCH_ARGS)
+	tests/run_offline.sh $(BIN)/python -m bench.quality
+	tests/run_offline.sh $(BIN)/python -m bench.freshness
+	tests/run_offline.sh $(BIN)/python -m bench.run_hygiene
 
 ## The peer side by side (unstructured-ingest, installed into bench/.peer-venv first, with network).
 bench-peer: $(VENV)/.installed

@@ -10,6 +10,7 @@ timestamp `write_batch` logs after the writes return).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import time
@@ -60,16 +61,20 @@ def main() -> None:
         runs = stack.runs()
     committed = commit_times(env.home)
     latencies = [committed[s] - released_wall[s] for s in mapped if s in committed]
-    durations = [
-        (_iso(r["end_date"]) - _iso(r["start_date"])) for r in runs if r.get("end_date") and r.get("start_date")
-    ]
+    costs = run_costs(env.home)
+    single = [seconds for stories, seconds in costs if stories == 1]
     idle = _idle_discoveries(env.home)
     rows = [
         ("stories released / ingested", f"{len(mapped)} / {len(latencies)}  (one every {args.every:g} s)"),
         ("latency p50 (s)", f"{statistics.median(latencies):.1f}  (goal <= 10)"),
         ("latency p95 (s)", f"{percentile(latencies, 0.95):.1f}  (goal <= 20)"),
         ("latency max (s)", f"{max(latencies):.1f}"),
-        ("runs / median run duration (s)", f"{len(runs)} / {statistics.median(durations):.1f}" if durations else str(len(runs))),
+        ("runs / runs that ingested", f"{len(runs)} / {len(costs)}"),
+        ("working run: discover start -> committed, median (s)",
+         f"{statistics.median(s for _, s in costs):.1f} (median {statistics.median(n for n, _ in costs):g} stories)"
+         if costs else "-"),
+        ("one-story run: discover start -> committed, median (s)",
+         f"{statistics.median(single):.1f} over {len(single)} runs  (goal <= 3)" if single else "no one-story run"),
         ("idle scheduled runs: CPU per discover (s)",
          f"median {statistics.median(idle):.2f}, max {max(idle):.2f} over {len(idle)} runs" if idle else "no idle run seen"),
     ]
@@ -86,6 +91,23 @@ def commit_times(airflow_home) -> dict[int, float]:
             for story_id in filter(None, (i.strip() for i in ids.split(","))):
                 found[int(story_id)] = min(found.get(int(story_id), float("inf")), float(at))
     return found
+
+
+def run_costs(airflow_home) -> list[tuple[int, float]]:
+    """(stories, seconds) of each run that ingested: from the start of the discover task's last
+    segment (its start, or its resume after waiting on the triggerer) to the last commit."""
+    costs = []
+    for run in (airflow_home / "logs" / "dag_id=hn_ingest").glob("run_id=scheduled__*"):
+        committed: dict[int, float] = {}
+        for log in run.glob("task_id=write_batch/**/*.log"):
+            for at, ids in re.findall(r"committed at ([0-9.]+): stories \[([0-9, ]*)\]", log.read_text(errors="replace")):
+                committed.update({int(i): float(at) for i in ids.split(",") if i.strip()})
+        starts = [json.loads(line)["timestamp"] for log in run.glob("task_id=discover_stories/attempt=*.log")
+                  if re.fullmatch(r"attempt=\d+\.log", log.name)
+                  for line in log.read_text(errors="replace").splitlines() if "Pre Execute" in line]
+        if committed and starts:
+            costs.append((len(committed), max(committed.values()) - _iso(max(starts).replace("Z", "+00:00"))))
+    return costs
 
 
 def _idle_discoveries(airflow_home) -> list[float]:

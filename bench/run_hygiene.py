@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sqlite3
 import statistics
 import time
@@ -82,8 +83,9 @@ def table_rows(db_path: Path) -> dict[str, int]:
 
 
 def _task_logs(home: Path, run_id: str) -> list[Path]:
-    """The task processes' logs (not the triggerer's `attempt=N.log.trigger.*.log`)."""
-    return sorted((home / "logs" / "dag_id=hn_ingest" / f"run_id={run_id}").glob("task_id=*/**/attempt=*[0-9].log"))
+    """The task processes' logs (not the triggerer's `attempt=N.log.trigger.M.log`)."""
+    folder = home / "logs" / "dag_id=hn_ingest" / f"run_id={run_id}"
+    return sorted(p for p in folder.glob("task_id=*/**/*.log") if re.fullmatch(r"attempt=\d+\.log", p.name))
 
 
 def _empty(home: Path, run_id: str) -> bool:

@@ -14,6 +14,10 @@ collection `hn_stories`. Stories already ingested are never fetched again by a s
 that fails (404, timeout, too big, not HTML, unparsable) is recorded and retried in later runs up to
 3 times; it never fails its batch. An unreachable HN API or Milvus fails the task, which Airflow retries.
 
+**Idle runs.** A scheduled run with nothing new waits on the triggerer (no worker slot) until its
+next run is due; a story published meanwhile resumes it, otherwise the run ends skipped (all tasks
+pink in the grid). `hn_ingest_maintenance` keeps a week of run history in the metadata DB.
+
 **Params**
 - `reindex` (bool): re-ingest every story known to the store (after a model or chunking change).
   Rows are replaced in place: the row count does not grow.
@@ -116,6 +120,9 @@ def hn_ingest():
     def report_run(results: list[dict]) -> dict:
         from include.staging import remove_run
 
+        # One request for every batch's result; iterating would fetch them one by one and end on a
+        # 404 one past the last, which the task log shows as an ERROR "XCom not found".
+        results = list(results[:])
         totals: dict[str, int] = {}
         for result in results:
             for status, count in result["statuses"].items():

@@ -85,6 +85,7 @@ class CeleryStack(Stack):
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
             "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",  # as `make scheduler` and compose set it
             # one message per free slot: a worker does not hoard tasks the other could run
             "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
             "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",

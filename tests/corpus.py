@@ -76,3 +76,11 @@ def pages() -> list[CorpusPage]:
 def hn_items(name: str = "dagster-snapshot-25576000-25581999.jsonl") -> list[dict]:
     with open(corpus_dir() / "hn" / name, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def middle_sentence(text: str) -> str | None:
+    """A full sentence from the middle of a ground truth (not a heading or a caption): a query that is
+    not the story's title, which every chunk carries."""
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split()))]
+    candidates = [s for s in sentences if 12 <= len(s.split()) <= 40]
+    return candidates[len(candidates) // 2] if candidates else None

@@ -8,6 +8,7 @@ triggerer, and the stories created in the window.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,8 @@ def task_states(env: AirflowEnv, task_id: str) -> dict[str, str]:
 def discover_log(env: AirflowEnv, run_id: str) -> str:
     """The task's own log (the triggerer's lines are in `attempt=N.log.trigger.*.log` files)."""
     folder = env.home / "logs" / "dag_id=hn_ingest" / f"run_id={run_id}" / "task_id=discover_stories"
-    return "\n".join(p.read_text(errors="replace") for p in sorted(folder.glob("attempt=*[0-9].log")))
+    return "\n".join(p.read_text(errors="replace") for p in sorted(folder.glob("attempt=*.log"))
+                     if re.fullmatch(r"attempt=\d+\.log", p.name))
 
 
 def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_path):
@@ -89,6 +91,16 @@ def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_pat
         done = stack.wait_for(backfill_done, 600, f"{expected_runs} backfill runs")
         assert all(r["state"] == "success" for r in done), done
         final = stored()
+    # Every run succeeded: no task log (worker or triggerer) has an ERROR line.
+    errors = [line[:300] for log in (env.home / "logs" / "dag_id=hn_ingest").rglob("*.log")
+              for line in log.read_text(errors="replace").splitlines() if '"level":"error"' in line]
+    assert errors == [], errors[:5]
+    # The maintenance DAG bounds the metadata DB: with 0 days of retention, no run history is left.
+    runs_before = len(task_states(env, "discover_stories"))
+    env.extra_env["HN_INGEST_METADATA_RETENTION_DAYS"] = "0"
+    clean = env.airflow("dags", "test", "hn_ingest_maintenance")
+    assert "removed hn_ingest history before" in clean.stdout + clean.stderr, clean.stdout[-3000:]
+    assert runs_before > 10 and task_states(env, "discover_stories") == {}
     ingested = {i for i, status in final.items() if status == "ingested"}
     assert ingested == newest | in_window | {late}, (sorted(ingested), sorted(newest), sorted(in_window),
                                                    timedelta(seconds=end - start))

@@ -46,7 +46,9 @@ class NewStoriesTrigger(BaseTrigger):
             while time.time() + self.poll_seconds < self.until:
                 await asyncio.sleep(self.poll_seconds)
                 try:
-                    response = await client.get(f"{self.base_url}/newstories.json")
+                    # never past the deadline, however slow the API
+                    timeout = max(0.5, min(10.0, self.until - time.time()))
+                    response = await client.get(f"{self.base_url}/newstories.json", timeout=timeout)
                     listed = [int(i) for i in (response.json() or [])] if response.status_code == 200 else []
                 except (httpx.HTTPError, ValueError, TypeError) as exc:
                     self.log.info("new stories not readable (%s); asking again", exc)
