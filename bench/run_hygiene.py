@@ -10,7 +10,7 @@ run is idle. Then, with the stack stopped:
   the last line of each task log segment; a deferral ends a segment, the triggerer's wait is not
   counted);
 - metadata DB rows per run, table by table, extrapolated to a day of the 15 s schedule (5,760 runs);
-- the maintenance DAG's `airflow db clean` command, run with "before now": rows left.
+- the metadata cleanup (`python -m include.metadata_cleanup`), run with 0 days kept: rows left.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import json
 import re
 import sqlite3
 import statistics
+import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from bench.common import corpus_ok, fresh_env, print_table
@@ -53,9 +54,7 @@ def main() -> None:
     rows = table_rows(db_path)
     per_run = {t: n / max(1, len(runs)) for t, n in rows.items()}
     size = sum(p.stat().st_size for p in env.home.glob("airflow.db*"))
-    from dags.hn_ingest_maintenance import clean_command
-
-    env.run(*clean_command(datetime.now(UTC)), timeout=600)
+    env.run(sys.executable, "-m", "include.metadata_cleanup", "--days", "0", timeout=600)
     left = table_rows(db_path)
     table = [
         ("code", args.label or "this checkout"),
@@ -64,7 +63,7 @@ def main() -> None:
         ("metadata rows per run", f"{sum(per_run.values()):.1f}  " + json.dumps({t: round(v, 2) for t, v in per_run.items() if v})),
         ("extrapolated rows per day (15 s schedule)", f"{sum(per_run.values()) * RUNS_PER_DAY:,.0f}"),
         ("metadata DB size (bytes, with WAL)", f"{size:,}"),
-        ("rows left after the maintenance clean", f"{sum(left.values())}  " + json.dumps({t: n for t, n in left.items() if n})),
+        ("rows left after the metadata cleanup (0 days kept)", f"{sum(left.values())}  " + json.dumps({t: n for t, n in left.items() if n})),
     ]
     print_table("Idle runs and the metadata DB (real scheduler, LocalExecutor)", table,
                 f"run-hygiene{'-' + args.label if args.label else ''}.txt")

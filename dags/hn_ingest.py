@@ -16,7 +16,8 @@ that fails (404, timeout, too big, not HTML, unparsable) is recorded and retried
 
 **Idle runs.** A scheduled run with nothing new waits on the triggerer (no worker slot) until its
 next run is due; a story published meanwhile resumes it, otherwise the run ends skipped (all tasks
-pink in the grid). `hn_ingest_maintenance` keeps a week of run history in the metadata DB.
+pink in the grid). `python -m include.metadata_cleanup` (run daily by `make scheduler`)
+keeps a week of run history in the metadata DB.
 
 **Params**
 - `reindex` (bool): re-ingest every story known to the store (after a model or chunking change).

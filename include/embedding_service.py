@@ -105,6 +105,31 @@ def embed_remote(texts: list[str], config: EmbeddingConfig) -> np.ndarray:
         return _ask(folder, (config.model_name, config.batch_size, texts))
 
 
+def warm_up_in_background(config: EmbeddingConfig = EmbeddingConfig()) -> bool:
+    """Begin starting the service without waiting, when it is not running: a run that will embed soon
+    lets the model load (~5-10 s) while its pages are fetched and partitioned. True if a start began.
+
+    A helper process does the usual locked start; an embed task that comes meanwhile waits on the same
+    lock and then finds the service ready, so no second service is started.
+    """
+    if os.environ.get("HN_INGEST_EMBEDDING_SERVICE", "on").lower() == "off":
+        return False
+    folder = runtime_dir()
+    if _reachable(folder):
+        return False
+    subprocess.Popen(
+        [sys.executable, "-m", "include.embedding_service", "--runtime-dir", str(folder), "--model", config.model_name,
+         "--start-only"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=_service_environment())
+    return True
+
+
+def _service_environment() -> dict[str, str]:
+    return {**os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def _ask(folder: Path, request: tuple):
     with Client(str(folder / "embedding.sock"), family="AF_UNIX", authkey=_authkey(folder)) as conn:
         conn.send(request)
@@ -136,8 +161,7 @@ def _start(folder: Path, config: EmbeddingConfig) -> None:
                 [sys.executable, "-m", "include.embedding_service", "--runtime-dir", str(folder),
                  "--model", config.model_name],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ,
-                     "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))},
+                env=_service_environment(),
             )
         deadline = time.monotonic() + START_TIMEOUT
         while not _reachable(folder):
@@ -222,8 +246,14 @@ def main() -> None:
     parser.add_argument("--runtime-dir", type=Path, default=None, help="default: HN_INGEST_RUNTIME_DIR or per user")
     parser.add_argument("--model", default=EmbeddingConfig().model_name)
     parser.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT)
+    parser.add_argument("--start-only", action="store_true",
+                        help="start the service (if it is not running) and return once it answers")
     args = parser.parse_args()
-    serve(args.runtime_dir or runtime_dir(), args.model, args.idle_timeout)
+    folder = args.runtime_dir or runtime_dir()
+    if args.start_only:
+        _start(folder, EmbeddingConfig(model_name=args.model))
+    else:
+        serve(folder, args.model, args.idle_timeout)
 
 
 if __name__ == "__main__":

@@ -100,3 +100,19 @@ def test_turned_off_it_embeds_in_process(runtime, monkeypatch):
     vectors = embedding_service.embed(TEXTS[:1])
     assert vectors.shape == (1, 384)
     assert not (runtime / "embedding.sock").exists()
+
+
+def test_a_warm_up_in_the_background_returns_at_once_and_the_first_embed_uses_that_service(runtime):
+    started = time.monotonic()
+    assert embedding_service.warm_up_in_background() is True
+    assert time.monotonic() - started < 2  # the model loads in another process
+    vectors = embedding_service.embed(TEXTS)  # waits on the start lock, then finds the service ready
+    assert vectors.shape == (3, 384)
+    pid = int((runtime / "embedding.pid").read_text())
+    assert embedding_service.warm_up_in_background() is False  # running: nothing to start
+    embedding_service.embed(TEXTS[:1])
+    assert int((runtime / "embedding.pid").read_text()) == pid  # one service, not two
+    listed = subprocess.run(["pgrep", "-af", f"include.embedding_service --runtime-dir {runtime} --model"],
+                            capture_output=True, text=True).stdout.splitlines()
+    services = [line.split()[0] for line in listed if "--start-only" not in line]  # not the helper, if still exiting
+    assert services == [str(pid)], listed

@@ -9,15 +9,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-# Executors whose tasks all run on the scheduler's machine, where the default Lite file is one store.
-LOCAL_EXECUTORS = {"LocalExecutor", "SequentialExecutor", "DebugExecutor"}
-
-
-def _configured_executor() -> str:
-    from airflow.sdk.configuration import conf
-
-    # The first of a comma-separated list is the default executor; keep only the class name.
-    return conf.get("core", "executor", fallback="LocalExecutor").split(",")[0].strip().split(".")[-1].split(":")[-1]
+from hn_providers.hosts import LOCAL_EXECUTORS, configured_executor
 
 
 class MilvusHook(BaseHook):
@@ -52,7 +44,7 @@ class MilvusHook(BaseHook):
         try:
             return self.get_connection(self.milvus_conn_id)
         except AirflowNotFoundException:
-            executor = _configured_executor()
+            executor = configured_executor()
             if executor not in LOCAL_EXECUTORS:
                 raise AirflowNotFoundException(
                     f"No Milvus connection {self.milvus_conn_id!r}. With {executor}, tasks run on several hosts "

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from hn_providers.hooks.hacker_news import HackerNewsHook
 from hn_providers.hooks.milvus import MilvusHook
+from hn_providers.hosts import tasks_share_this_host
 from hn_providers.triggers.hacker_news import NewStoriesTrigger
 
 # A scheduled run watches for new stories at most this long (and never past the next run's start).
@@ -42,7 +43,7 @@ class DiscoverStoriesOperator(BaseOperator):
         prune()
         batches = self._plan(context)
         if batches:
-            return batches
+            return self._with_warm_model(batches)
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
         if context["dag_run"].run_type == "scheduled" and start is not None:
             until = min((end + (end - start)).timestamp() - 1, time.time() + MAX_WATCH_SECONDS)
@@ -57,9 +58,21 @@ class DiscoverStoriesOperator(BaseOperator):
         self.log.info("new stories listed while watching: %s", event["new_story_ids"][:10])
         batches = self._plan(context)
         if batches:
-            return batches
+            return self._with_warm_model(batches)
         # Listed, but nothing to do (for example a dead story, recorded by an earlier run).
         raise AirflowSkipException("idle run: the new stories need no work")
+
+    def _with_warm_model(self, batches: list[dict]) -> list[dict]:
+        """Have the model loading while the pages are fetched, when embed_batch will run on this host."""
+        if tasks_share_this_host():
+            from include.embedding_service import warm_up_in_background
+
+            try:
+                if warm_up_in_background():
+                    self.log.info("embedding service starting in the background (the model loads during extract)")
+            except OSError as exc:  # only an optimisation: embed_batch starts it (or embeds in-process)
+                self.log.info("embedding service not started ahead: %s", exc)
+        return batches
 
     def _plan(self, context) -> list[dict]:
         from include.planning import Window, plan_batches, run_mode, select_story_ids
