@@ -35,7 +35,8 @@ def retention_days() -> float:
 def clean_command(before: datetime, dag_ids: str = "hn_ingest") -> list[str]:
     # `python -m airflow`: the CLI of this environment, wherever its scripts are installed.
     return [sys.executable, "-m", "airflow", "db", "clean", "--clean-before-timestamp", before.isoformat(),
-            "--dag-ids", dag_ids, "--tables", TABLES, "--skip-archive", "--yes"]
+            "--dag-ids", dag_ids, "--tables", TABLES, "--skip-archive", "--yes",
+            "--batch-size", "1000"]  # short transactions: the scheduler keeps writing meanwhile
 
 
 def uncleaned_tables(output: str) -> set[str]:
