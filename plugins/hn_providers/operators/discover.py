@@ -49,7 +49,8 @@ class DiscoverStoriesOperator(BaseOperator):
             until = min((end + (end - start)).timestamp() - 1, time.time() + MAX_WATCH_SECONDS)
             if until - time.time() > 2:
                 hn = HackerNewsHook(self.hacker_news_conn_id).get_conn()
-                self.log.info("nothing new: watching the API on the triggerer for %.0f s", until - time.time())
+                self.log.info("nothing new: watching the API on the triggerer for %.0f s "
+                              "(an `airflow triggerer` must run, or this wait times out)", until - time.time())
                 self.defer(trigger=NewStoriesTrigger(hn.base_url, hn.new_story_ids(), until),
                            method_name="execute_complete", timeout=timedelta(seconds=until - time.time() + 60))
         raise AirflowSkipException("idle run: no stories to ingest")
