@@ -19,6 +19,9 @@ from bench.common import corpus_ok, fresh_env, print_table
 from tests.airflow_cli import AirflowStack
 from tests.replay_server import ReplayServer, load_corpus
 
+# write_batch's line once a batch's chunks and states are written (plugins/hn_providers/operators/milvus.py).
+COMMITTED = re.compile(r"committed at ([0-9.]+): stories \[([0-9, ]*)\]")
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -85,9 +88,8 @@ def main() -> None:
 def commit_times(airflow_home) -> dict[int, float]:
     """story id → when `write_batch` had committed its chunks and state (its log line), earliest first."""
     found: dict[int, float] = {}
-    pattern = re.compile(r"committed at ([0-9.]+): stories \[([0-9, ]*)\]")
     for log in (airflow_home / "logs").glob("dag_id=hn_ingest/run_id=scheduled__*/task_id=write_batch/**/*.log"):
-        for at, ids in pattern.findall(log.read_text(errors="replace")):
+        for at, ids in COMMITTED.findall(log.read_text(errors="replace")):
             for story_id in filter(None, (i.strip() for i in ids.split(","))):
                 found[int(story_id)] = min(found.get(int(story_id), float("inf")), float(at))
     return found
@@ -100,7 +102,7 @@ def run_costs(airflow_home) -> list[tuple[int, float]]:
     for run in (airflow_home / "logs" / "dag_id=hn_ingest").glob("run_id=scheduled__*"):
         committed: dict[int, float] = {}
         for log in run.glob("task_id=write_batch/**/*.log"):
-            for at, ids in re.findall(r"committed at ([0-9.]+): stories \[([0-9, ]*)\]", log.read_text(errors="replace")):
+            for at, ids in COMMITTED.findall(log.read_text(errors="replace")):
                 committed.update({int(i): float(at) for i in ids.split(",") if i.strip()})
         starts = [json.loads(line)["timestamp"] for log in run.glob("task_id=discover_stories/attempt=*.log")
                   if re.fullmatch(r"attempt=\d+\.log", log.name)
