@@ -70,9 +70,9 @@ scheduler-stack: $(AIRFLOW_HOME)/airflow.db
 	wait
 
 ## Servers the tests run for real: Postgres and Redis (CeleryExecutor), docker-compose (checks the
-## compose file), and a Milvus 2.3.5 standalone server in its own venv. Installed before the suite
-## enters its offline namespace.
-DEBIAN_PACKAGES := postgresql redis-server docker-compose
+## compose file), chromium (the UI test's browser), and a Milvus 2.3.5 standalone server in its own
+## venv. Installed before the suite enters its offline namespace.
+DEBIAN_PACKAGES := postgresql redis-server docker-compose chromium
 MILVUS_VENV := $(CURDIR)/.milvus-venv
 
 test-deps: $(VENV)/.installed $(MILVUS_VENV)/.installed
@@ -104,8 +104,12 @@ replay: $(VENV)/.installed
 bench: $(VENV)/.installed
 	tests/run_offline.sh $(BIN)/python -m bench.bulk_ingest $(BENCH_ARGS)
 	tests/run_offline.sh $(BIN)/python -m bench.quality
+	tests/run_offline.sh $(BIN)/python -m bench.retrieval
+	tests/run_offline.sh $(BIN)/python -m bench.api
+	tests/run_offline.sh $(BIN)/python -m bench.threads
 	tests/run_offline.sh $(BIN)/python -m bench.freshness
 	tests/run_offline.sh $(BIN)/python -m bench.run_hygiene
+	tests/run_offline.sh $(BIN)/python -m bench.politeness
 
 ## The peer side by side (unstructured-ingest, installed into bench/.peer-venv first, with network).
 bench-peer: $(VENV)/.installed

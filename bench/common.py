@@ -29,10 +29,15 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}"
 
 
-def corpus_replay(stories: int = 200) -> ReplayServer:
-    """A started replay whose first `stories` URL stories point at the corpus pages, one each."""
-    replay = ReplayServer()
-    replay.mapped = load_corpus(replay, url_stories=stories, text_posts=0, dead=0, deleted=0)
+def corpus_replay(stories: int = 200, sites: int | None = None) -> ReplayServer:
+    """A started replay whose first `stories` URL stories point at the corpus pages, one each.
+
+    The pages are served from as many sites as their original domains (195 for 200 pages), so the
+    per-host limits meet the spread of hosts real stories have; `sites=N` puts them on N sites instead."""
+    pages = corpus.pages()[:stories]
+    groups = corpus.site_groups(pages) if sites is None else [i % sites for i in range(len(pages))]
+    replay = ReplayServer(page_hosts=max(groups) + 1)
+    replay.mapped = load_corpus(replay, url_stories=stories, text_posts=0, dead=0, deleted=0, sites=groups)
     return replay.start()
 
 

@@ -7,12 +7,27 @@ it with Unstructured (every chunk fits the model's 256-token window), embeds the
 all-MiniLM-L6-v2 and upserts them into the Milvus collection `hn_chunks`.
 
 **Stages** (mapped over micro-batches of stories, named `batch N: K stories first-last`):
-`discover_stories` → `extract_batch` (fetch, partition, chunk) → `embed_batch` → `write_batch` → `report_run`.
+`discover_stories` → `extract_batch` (fetch, partition, chunk; the comment thread) → `embed_batch` → `write_batch` → `report_run`.
+
+**Comment threads.** Each story's thread is read with its page and stored as chunks of kind `comment`
+(author, time, thread path, the words of the comment replied to), then read again 1 h, 6 h, 24 h and
+72 h after posting (`HN_INGEST_THREAD_REFRESH`, 20 threads per run): only new or edited comments are
+embedded, deleted ones removed; a huge thread goes 300 chunks per run in batches of its own
+(`batch N: K threads first-last`).
+
+**Following HN.** Stored stories listed by `/v0/updates.json` and those whose thread is due are
+compared with HN: an edited story is ingested again in place; a killed or deleted one loses its rows
+and its state becomes `removed` with the reason.
 
 **State.** Each story's status (ingested / skipped / failed, with the reason) is kept in the Milvus
 collection `hn_stories`. Stories already ingested are never fetched again by a scheduled run. A page
-that fails (404, timeout, too big, not HTML, unparsable) is recorded and retried in later runs up to
-3 times; it never fails its batch. An unreachable HN API or Milvus fails the task, which Airflow retries.
+that fails (404, timeout, too big, not HTML, unparsable, 429) is recorded and retried after 1 min,
+10 min, 1 h and 6 h (`HN_INGEST_RETRY_BACKOFF`; longer when the site's Retry-After asks); it never
+fails its batch. An unreachable HN API or Milvus fails the task, which Airflow retries.
+
+**Politeness.** robots.txt is obeyed (a disallowed page is skipped with the reason) and cached for a
+day in the staging base; each site gets at most 2 requests at once and 1 per second across every
+worker (`HN_INGEST_HOST_CONCURRENCY`, `HN_INGEST_HOST_RATE`, or its Crawl-delay when stricter).
 
 **Idle runs.** A scheduled run with nothing new waits on the triggerer (no worker slot) until its
 next run is due; a story published meanwhile resumes it, otherwise the run ends skipped (all tasks
@@ -24,6 +39,9 @@ keeps a week of run history in the metadata DB.
   Rows are replaced in place: the row count does not grow.
 - `max_stories` (int or empty): cap on the stories this run takes.
 - `batch_size` (int): stories per mapped task.
+- `conditional` (bool, default true): a refetch (reindex) sends the page's stored ETag/Last-Modified, and
+  a page the site reports unchanged (304) keeps its chunks: nothing is embedded. Only pages stored by
+  the same model and chunking settings are asked conditionally. False re-downloads and re-embeds all.
 
 **Backfill**: `airflow backfill create --dag-id hn_ingest --from-date 2020-12-29T00:00:00 --to-date 2020-12-29T01:00:00`
 ingests the stories created in each run's data interval (Algolia HN search); with
@@ -32,6 +50,12 @@ ingests the stories created in each run's data interval (Algolia HN search); wit
 **Connections**: `milvus_default` (host = Milvus Lite path or server URI; required under the
 CeleryExecutor), `hacker_news_default` (host = Firebase base URL; extra `algolia_url`). Worker setting
 `HN_INGEST_ALLOW_LOOPBACK=true` allows pages on 127.0.0.1 for a local replay.
+
+**Serving**: every `write_batch` updates the Asset `hn_chunks` (schedule a DAG on it for fresh data).
+The api-server serves `/hn-ingest/api/search|stories/<id>|status` and the view "HN ingestion" (Browse
+menu). Metrics `hn_ingest.stories.<status>`, `hn_ingest.chunks_written`, `hn_ingest.stage.<stage>` go
+to StatsD/OpenTelemetry when `[metrics]` enables them. A task that fails for good logs an ERROR alert
+and POSTs it to the webhook of connection `hn_ingest_alerts` when set.
 
 **Many workers**: batches move between tasks under `HN_INGEST_STAGING_URL` (Airflow object storage,
 default `data/staging`), never on a worker's disk; every `write_batch` of every run takes a slot of
@@ -48,7 +72,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.definitions.timetables.interval import DeltaDataIntervalTimetable
+from hn_providers.assets import HN_CHUNKS
 from hn_providers.hooks.hacker_news import HackerNewsHook
+from hn_providers.notifiers.failure import IngestFailureNotifier
 from hn_providers.operators.discover import DiscoverStoriesOperator
 from hn_providers.operators.milvus import MilvusIngestOperator
 
@@ -79,6 +105,8 @@ def _label_mapped_instance(batch: dict) -> None:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=5),
         "execution_timeout": timedelta(minutes=30),
+        # Once a task's retries are spent: an ERROR line, and a webhook POST when `hn_ingest_alerts` is set.
+        "on_failure_callback": IngestFailureNotifier(),
     },
     params={
         "reindex": Param(False, type="boolean", description="Re-ingest every story already in the store."),
@@ -86,19 +114,30 @@ def _label_mapped_instance(batch: dict) -> None:
                              description="Take at most this many stories in this run (empty: no cap)."),
         "batch_size": Param(10, type="integer", minimum=1, maximum=500,
                             description="Stories per mapped task (one extract, embed and write each)."),
+        "conditional": Param(True, type="boolean",
+                             description="Refetch stored pages with their ETag/Last-Modified: a page the site "
+                                         "reports unchanged (304) keeps its chunks. Off: download and re-embed all."),
     },
 )
 def hn_ingest():
     @task(map_index_template=BATCH_LABEL)
     def extract_batch(batch: dict) -> dict:
         from include.chunking import TokenCounter
-        from include.config import ChunkConfig, EmbeddingConfig, FetchConfig
+        from include.config import ChunkConfig, EmbeddingConfig, FetchConfig, ThreadConfig
         from include.extract import extract_batch as extract
-        from include.staging import batch_key, write_extracted
+        from include.extract import extract_threads
+        from include.polite_fetch import Validators
+        from include.staging import batch_key, read_json, write_extracted
 
         _label_mapped_instance(batch)
         counter = TokenCounter(EmbeddingConfig().model_name)
-        extracted = extract(batch["story_ids"], HackerNewsHook().get_conn(), FetchConfig(), ChunkConfig(), counter)
+        known = {int(i): Validators(*pair) for i, pair in batch.get("validators", {}).items()}
+        hn = HackerNewsHook().get_conn()
+        extracted = extract(batch["story_ids"], hn, FetchConfig(), ChunkConfig(), counter, known)
+        if batch.get("thread_ids"):
+            stored = {int(i): {int(k): h for k, h in hashes.items()}
+                      for i, hashes in read_json(batch["stored_threads"]).items()}
+            extract_threads(extracted, batch["thread_ids"], stored, hn, ThreadConfig(), ChunkConfig(), counter)
         key = batch_key(get_current_context()["run_id"], batch["number"], ".json")
         return {**batch, "extracted": write_extracted(key, extracted), "seconds": extracted.seconds}
 
@@ -119,6 +158,7 @@ def hn_ingest():
 
     @task
     def report_run(results: list[dict]) -> dict:
+        from include.metrics import emit_run_metrics
         from include.staging import remove_run
 
         # One request for every batch's result; iterating would fetch them one by one and end on a
@@ -134,8 +174,11 @@ def hn_ingest():
         for result in results:
             for stage, value in result.get("seconds", {}).items():
                 seconds[stage] = round(seconds.get(stage, 0.0) + value, 3)
-        summary = {"chunks_written": sum(r["chunks"] for r in results), "stories": totals, "stage_seconds": seconds}
+        summary = {"chunks_written": sum(r["chunks"] for r in results), "stories": totals, "stage_seconds": seconds,
+                   "threads_read": sum(r.get("threads", 0) for r in results),
+                   "comment_chunks_written": sum(r.get("comment_chunks", 0) for r in results)}
         print(f"run summary: {json.dumps(summary)}")
+        emit_run_metrics(summary)
         remove_run(get_current_context()["run_id"])  # the run succeeded: its staging is no longer needed
         return summary
 
@@ -144,7 +187,7 @@ def hn_ingest():
     embedded = embed_batch.expand(batch=extracted)
     # The pool bounds writers across every run, backfills and manual runs included (1 slot for Milvus Lite).
     written = MilvusIngestOperator.partial(
-        task_id="write_batch", map_index_template="{{ task.batch['label'] }}", pool=WRITER_POOL
+        task_id="write_batch", map_index_template="{{ task.batch['label'] }}", pool=WRITER_POOL, outlets=[HN_CHUNKS]
     ).expand(batch=embedded)
     report_run(written.output)
 

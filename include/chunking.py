@@ -26,6 +26,7 @@ class TokenCounter:
     """Counts tokens as the embedding model does, special tokens included."""
 
     def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
         self._tokenizer = _load_tokenizer(model_name)
 
     def count(self, text: str) -> int:
@@ -101,4 +102,5 @@ def chunk_elements(elements: list, story: Story, url: str, config: ChunkConfig, 
     budget = config.max_tokens - counter.count(embedding_input(story.title, ""))
     texts = [piece for section in sections for piece in split_to_token_limit(section.text, budget, counter)]
     texts = texts[: config.max_chunks_per_story]
-    return [Chunk(story.id, index, story.title, url, text) for index, text in enumerate(texts)]
+    return [Chunk(story.id, index, story.title, url, text, posted_at=story.time, points=story.score,
+                  comments=story.descendants) for index, text in enumerate(texts)]

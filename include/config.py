@@ -6,8 +6,9 @@ so the stages stay testable without a scheduler.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -75,4 +76,82 @@ class EmbeddingConfig:
     batch_size: int = 64
 
 
-MAX_FAILED_ATTEMPTS = 3  # a failing page is tried this many runs, then left as failed
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in ("1", "true", "yes", "on")
+
+
+def _env_seconds(name: str, default: str) -> tuple[float, ...]:
+    return tuple(float(part) for part in os.environ.get(name, default).split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a failed page is tried again: after these waits in wall time, not on the next runs.
+
+    A page that fails once waits `backoff[0]`, then `backoff[1]`...; after `len(backoff)` retries it
+    stays failed. A site's `Retry-After` (bounded) replaces the wait when it asks for longer.
+    """
+
+    backoff: tuple[float, ...] = field(
+        default_factory=lambda: _env_seconds("HN_INGEST_RETRY_BACKOFF", "60,600,3600,21600"))
+    max_retry_after: float = 6 * 3600.0
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.backoff) + 1
+
+    def next_attempt_at(self, now: float, attempts: int, retry_after: float | None) -> int:
+        """When attempt number `attempts + 1` may run; 0 when the attempts are spent."""
+        if attempts >= self.max_attempts:
+            return 0
+        wait = self.backoff[attempts - 1]
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_retry_after))
+        return int(now + wait + 0.999)
+
+
+@dataclass(frozen=True)
+class PolitenessConfig:
+    """How hard the pipeline may press one site, across every worker (see include/host_gate.py)."""
+
+    obey_robots: bool = field(default_factory=lambda: _env_flag("HN_INGEST_OBEY_ROBOTS", True))
+    robots_ttl: float = field(default_factory=lambda: float(os.environ.get("HN_INGEST_ROBOTS_TTL", "86400")))
+    robots_max_bytes: int = 512 * 1024  # what Google reads of a robots.txt
+    host_concurrency: int = field(default_factory=lambda: int(os.environ.get("HN_INGEST_HOST_CONCURRENCY", "2")))
+    host_rate: float = field(default_factory=lambda: float(os.environ.get("HN_INGEST_HOST_RATE", "1")))
+    # A host that answered 429/503 gets no request for its Retry-After, up to this; its other stories
+    # of the batch wait for it only up to `max_host_wait`, then go to the time-based retry.
+    max_host_backoff: float = 600.0
+    max_host_wait: float = 20.0
+    # Shared limit state: Redis when set (CeleryExecutor: the broker every worker reaches), else files
+    # on this machine (every LocalExecutor task and `dags test` run here).
+    redis_url: str = field(default_factory=lambda: os.environ.get("HN_INGEST_REDIS_URL", "").strip())
+
+
+@dataclass(frozen=True)
+class ThreadConfig:
+    """Comment threads: read with the story's page, then again as the thread grows.
+
+    A thread is read when its story is ingested, then once each `refresh_after` step (seconds after the
+    story was posted) has passed; a step already passed when the thread is read counts as done.
+    """
+
+    enabled: bool = field(default_factory=lambda: _env_flag("HN_INGEST_COMMENTS", True))
+    refresh_after: tuple[float, ...] = field(
+        default_factory=lambda: _env_seconds("HN_INGEST_THREAD_REFRESH", "3600,21600,86400,259200"))
+    # Threads refreshed per run (new stories' first reads come with their pages, on top of these).
+    refreshes_per_run: int = field(default_factory=lambda: int(os.environ.get("HN_INGEST_THREADS_PER_RUN", "20")))
+    # New or changed comment chunks embedded per thread per run: a huge thread goes in slices.
+    slice_chunks: int = field(default_factory=lambda: int(os.environ.get("HN_INGEST_THREAD_SLICE", "300")))
+    max_comments: int = 5000  # a thread read by walking items stops here
+
+    def steps_passed(self, posted_at: int, now: float) -> int:
+        return sum(1 for step in self.refresh_after if posted_at + step <= now)
+
+
+def pipeline_fingerprint(model_name: str, chunk_config: ChunkConfig) -> str:
+    """Identifies what a page becomes: a page unchanged since it was stored under the same
+    fingerprint needs no new chunks (conditional refetch); a new model or chunking needs them."""
+    text = f"{model_name}|{chunk_config}|extraction-1"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,22 +1,26 @@
 """The extract stage of a batch: item → page → elements → chunks, one outcome per story.
 
-A story's own problems (page 404, not HTML, will not parse) become a failed `StoryOutcome` and never
-stop the batch; an unreachable Hacker News API raises, so Airflow retries the task.
+A story's own problems (page 404, not HTML, will not parse, robots.txt says no) become a failed or
+skipped `StoryOutcome` and never stop the batch; an unreachable Hacker News API raises, so Airflow
+retries the task. Pages are fetched politely (include/polite_fetch.py).
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from include.chunking import TokenCounter, chunk_elements
-from include.config import ChunkConfig, FetchConfig
-from include.fetch import FetchError, PageFetcher
+from include.config import ChunkConfig, FetchConfig, PolitenessConfig, ThreadConfig, pipeline_fingerprint
 from include.hn_api import HackerNewsClient, story_from_item
+from include.lifecycle import item_hash
 from include.partition import partition_page, partition_text_post
-from include.records import Chunk, Page, Story, StoryOutcome
+from include.polite_fetch import PoliteFetcher, Validators
+from include.records import Chunk, Page, Story, StoryOutcome, ThreadOutcome, problem_outcome
+from include.threads import comment_chunks, read_thread, refresh
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,7 @@ class ExtractedBatch:
     chunks: list[Chunk] = field(default_factory=list)
     outcomes: list[StoryOutcome] = field(default_factory=list)  # one per story of the batch
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage, for the run report
+    threads: list[ThreadOutcome] = field(default_factory=list)  # one per comment thread read
 
 
 def extract_batch(
@@ -34,43 +39,83 @@ def extract_batch(
     fetch_config: FetchConfig,
     chunk_config: ChunkConfig,
     counter: TokenCounter,
+    validators: dict[int, Validators] | None = None,
+    politeness: PolitenessConfig | None = None,
 ) -> ExtractedBatch:
-    """Fetch items and pages concurrently (I/O), then partition and chunk them one by one (CPU)."""
-    fetcher = PageFetcher(fetch_config)
+    """Fetch items and pages concurrently (I/O), then partition and chunk them one by one (CPU).
+
+    `validators`: ETag/Last-Modified of stories stored before, for a conditional refetch."""
+    fingerprint = pipeline_fingerprint(counter.model_name, chunk_config)
+    fetcher = PoliteFetcher(fetch_config, politeness or PolitenessConfig(), fingerprint)
     batch = ExtractedBatch()
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=fetch_config.concurrency) as pool:
         # An API failure re-raises here and fails the task: nothing of the batch is written.
-        stories = list(pool.map(lambda story_id: story_from_item(story_id, hn.get_item(story_id)), story_ids))
-        pages = list(pool.map(lambda s: _fetch(s, fetcher) if isinstance(s, Story) else s, stories))
+        items = list(pool.map(lambda story_id: story_from_item(story_id, hn.get_item(story_id)), story_ids))
+    fetched = fetcher.fetch_all([s for s in items if isinstance(s, Story)], validators or {})
     batch.seconds = {"fetch": time.monotonic() - started, "partition": 0.0, "chunk": 0.0}
-    for page in pages:
+    for item in items:
+        page = fetched[item.id] if isinstance(item, Story) else item
         if isinstance(page, StoryOutcome):
             outcome = page
         else:
             chunks, outcome = _chunk_page(page, chunk_config, counter, batch.seconds)
+            outcome = replace(outcome, etag=page.etag, last_modified=page.last_modified, fingerprint=fingerprint)
             batch.chunks.extend(chunks)
+        if isinstance(item, Story):
+            outcome = replace(outcome, posted_at=item.time, points=item.score, comments=item.descendants,
+                              item_hash=item_hash(item))
         batch.outcomes.append(outcome)
         log.info("%s", describe(outcome))
     return batch
 
 
+def extract_threads(
+    batch: ExtractedBatch,
+    story_ids: list[int],
+    stored: dict[int, dict[int, str]],
+    hn: HackerNewsClient,
+    config: ThreadConfig,
+    chunk_config: ChunkConfig,
+    counter: TokenCounter,
+) -> None:
+    """Read the threads of `story_ids` and add their new or changed comment chunks to `batch`.
+
+    `stored`: per story, the content hash of each comment chunk in the store (empty for a new story).
+    A story this batch skipped or failed has no thread worth reading (dead, deleted, not a story)."""
+    fingerprint = pipeline_fingerprint(counter.model_name, chunk_config)
+    not_ingested = {o.story_id for o in batch.outcomes if o.status != "ingested"}
+    wanted = [i for i in story_ids if i not in not_ingested]
+    titles = {o.story_id: o.title for o in batch.outcomes}
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threads = list(pool.map(lambda i: read_thread(hn, i, titles.get(i) or _title(hn, i), config), wanted))
+    for thread in threads:
+        chunks = comment_chunks(thread, counter, chunk_config, fingerprint)
+        read_at = int(time.time())
+        todo, outcome = refresh(thread.story_id, chunks, stored.get(thread.story_id, {}), read_at, config.slice_chunks,
+                                thread.points, config.steps_passed(thread.posted_at, read_at), thread.posted_at)
+        batch.chunks.extend(todo)
+        batch.threads.append(outcome)
+        log.info("story %d thread: %d comments, %d comment chunks, %d to embed, %d gone%s", thread.story_id,
+                 len(thread.comments), len(chunks), len(todo), len(outcome.stale_ids),
+                 "" if outcome.complete else " (the rest in a later run)")
+    batch.seconds["threads"] = time.monotonic() - started
+
+
+def _title(hn: HackerNewsClient, story_id: int) -> str:
+    """A refreshed thread's story title, which prefixes its comment chunks like a page's."""
+    return html.unescape(str((hn.get_item(story_id) or {}).get("title") or "")).strip()
+
+
 def describe(outcome: StoryOutcome) -> str:
     """One line per story for the task log: id, title, and chunks or what went wrong."""
     title = repr(outcome.title[:80]) if outcome.title else "(no title)"
+    if outcome.unchanged:
+        return f"story {outcome.story_id} {title}: not modified (HTTP 304), its chunks kept"
     if outcome.status == "ingested":
         return f"story {outcome.story_id} {title}: {outcome.chunk_count} chunks"
     return f"{outcome.status}: {outcome.reason} {title}"  # the reason starts with the story id and URL
-
-
-def _fetch(story: Story, fetcher: PageFetcher) -> Page | StoryOutcome:
-    if story.url is None:
-        return Page(story, story.text_html or "", None)
-    try:
-        html, final_url = fetcher.fetch_html(story.url)
-    except FetchError as exc:
-        return _failed(story, "fetch", str(exc))
-    return Page(story, html, final_url)
 
 
 def _chunk_page(
@@ -81,18 +126,12 @@ def _chunk_page(
     try:
         elements = partition_text_post(page.html) if page.final_url is None else partition_page(page.html)
     except Exception as exc:  # noqa: BLE001 - any parser error is this page's problem, not the batch's
-        return [], _failed(story, "partition", f"{type(exc).__name__}: {exc}")
+        return [], problem_outcome(story, "failed", "partition", f"{type(exc).__name__}: {exc}")
     finally:
         seconds["partition"] += time.monotonic() - started
     started = time.monotonic()
-    chunks = chunk_elements(elements, story, story.url or story.hn_link, chunk_config, counter)
+    chunks = chunk_elements(elements, story, story.source_url, chunk_config, counter)
     seconds["chunk"] += time.monotonic() - started
     if not chunks:
-        return [], _failed(story, "chunk", "no text found on the page")
-    return chunks, StoryOutcome(story.id, "ingested", story.title, story.url or story.hn_link, chunk_count=len(chunks))
-
-
-def _failed(story: Story, stage: str, cause: str) -> StoryOutcome:
-    url = story.url or story.hn_link
-    cause = " ".join(cause.split())[:500]
-    return StoryOutcome(story.id, "failed", story.title, url, reason=f"story {story.id} <{url}>: {stage}: {cause}", stage=stage)
+        return [], problem_outcome(story, "failed", "chunk", "no text found on the page")
+    return chunks, StoryOutcome(story.id, "ingested", story.title, story.source_url, chunk_count=len(chunks))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import codecs
+import email.utils
 import re
 import socket
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -23,6 +26,33 @@ _BINARY_SIGNATURES = (b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x0
 
 class FetchError(Exception):
     """The page cannot be ingested (HTTP error, not HTML, too big, too slow, refused address)."""
+
+
+class RetryLater(FetchError):
+    """The site asked us to come back later (429, or 503 with Retry-After): `seconds` it asked for."""
+
+    def __init__(self, message: str, seconds: float | None) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+@dataclass(frozen=True)
+class FetchedPage:
+    """A fetch's result: the page, or `not_modified` when the site answered 304 to our validators."""
+
+    html: str
+    final_url: str
+    etag: str = ""
+    last_modified: str = ""
+    not_modified: bool = False
+
+
+@dataclass(frozen=True)
+class FetchedText:
+    """A small text resource (robots.txt): its status and body, whatever the status."""
+
+    status: int
+    text: str
 
 
 class Deadline:
@@ -90,30 +120,67 @@ class PageFetcher:
 
     def fetch_html(self, url: str) -> tuple[str, str]:
         """Return (decoded HTML, final URL) or raise `FetchError` with a one-line cause."""
+        page = self.fetch_page(url)
+        return page.html, page.final_url
+
+    def fetch_page(self, url: str, etag: str = "", last_modified: str = "",
+                   before_request: Callable[[], None] | None = None) -> FetchedPage:
+        """Fetch a page, conditionally when validators from an earlier fetch are given (a 304 returns
+        `not_modified` and no body). Raises `FetchError` (`RetryLater` for 429/503) with a one-line cause.
+        `before_request` is called as each request (redirects included) leaves."""
+        conditions = {"If-None-Match": etag} if etag else {}
+        if last_modified:
+            conditions["If-Modified-Since"] = last_modified
         with Deadline(self.config.total_deadline) as deadline, watching_connections(deadline.watch):
-            for _ in range(self.config.max_redirects + 1):
-                if urlsplit(url).scheme.lower() not in ("http", "https"):
-                    raise FetchError(f"unsupported URL scheme: {url[:200]}")
-                response = self._get(url, deadline)
-                with response:
-                    if response.is_redirect or response.is_permanent_redirect:
-                        location = response.headers.get("Location", "")
-                        if not location:
-                            raise FetchError(f"HTTP {response.status_code} redirect without Location")
-                        url = urljoin(url, location)
-                        continue
-                    if response.status_code != 200:
-                        raise FetchError(f"HTTP {response.status_code} {response.reason or ''}".strip())
-                    return self._read_html(response, deadline), url
+            response, url = self._follow(url, deadline, conditions, before_request)
+            with response:
+                validators = {"etag": response.headers.get("ETag", ""),
+                              "last_modified": response.headers.get("Last-Modified", "")}
+                if response.status_code == 304 and conditions:
+                    return FetchedPage("", url, etag=validators["etag"] or etag,
+                                       last_modified=validators["last_modified"] or last_modified, not_modified=True)
+                if response.status_code in (429, 503):
+                    raise _retry_later(response)
+                if response.status_code != 200:
+                    raise FetchError(f"HTTP {response.status_code} {response.reason or ''}".strip())
+                return FetchedPage(self._read_html(response, deadline), url, **validators)
+
+    def fetch_text(self, url: str, max_bytes: int, before_request: Callable[[], None] | None = None) -> FetchedText:
+        """A small text file (robots.txt) under the same guard, deadline and redirects as a page; any
+        status is returned, not raised."""
+        with Deadline(self.config.total_deadline) as deadline, watching_connections(deadline.watch):
+            response, _ = self._follow(url, deadline, {"Accept": "text/plain,*/*"}, before_request)
+            with response:
+                if response.status_code != 200:
+                    return FetchedText(response.status_code, "")
+                body = self._read_capped(response, deadline, max_bytes, truncate=True)
+        return FetchedText(200, body.decode("utf-8", errors="replace"))
+
+    def _follow(self, url: str, deadline: Deadline, headers: dict[str, str],
+                before_request: Callable[[], None] | None) -> tuple[requests.Response, str]:
+        """GET `url`, following redirects by hand; return the final response (open) and its URL."""
+        for _ in range(self.config.max_redirects + 1):
+            if urlsplit(url).scheme.lower() not in ("http", "https"):
+                raise FetchError(f"unsupported URL scheme: {url[:200]}")
+            if before_request is not None:
+                before_request()
+            response = self._get(url, deadline, headers)
+            if not (response.is_redirect or response.is_permanent_redirect):
+                return response, url
+            with response:
+                location = response.headers.get("Location", "")
+                if not location:
+                    raise FetchError(f"HTTP {response.status_code} redirect without Location")
+                url = urljoin(url, location)
         raise FetchError(f"more than {self.config.max_redirects} redirects")
 
-    def _get(self, url: str, deadline: Deadline) -> requests.Response:
+    def _get(self, url: str, deadline: Deadline, headers: dict[str, str]) -> requests.Response:
         remaining = deadline.remaining()
         if remaining <= 0:
             raise deadline.error()
         timeout = (min(self.config.connect_timeout, remaining), min(self.config.read_timeout, remaining))
         try:
-            return self.session.get(url, stream=True, allow_redirects=False, timeout=timeout)
+            return self.session.get(url, stream=True, allow_redirects=False, timeout=timeout, headers=headers)
         except BlockedAddress as exc:
             raise FetchError(str(exc)) from None
         except requests.RequestException as exc:
@@ -128,9 +195,18 @@ class PageFetcher:
         mime = content_type.split(";")[0].strip().lower()
         if mime and mime not in HTML_TYPES:
             raise FetchError(f"not HTML (Content-Type {mime})")
-        cap = self.config.max_bytes
+        body = self._read_capped(response, deadline, self.config.max_bytes)
+        if not body.strip():
+            raise FetchError("empty page")
+        if body.lstrip()[:8].startswith(_BINARY_SIGNATURES) or b"\x00" in body[:4096]:
+            raise FetchError(f"not HTML (binary content served as {mime or 'no type'})")
+        return decode_html(body, _header_charset(content_type))
+
+    def _read_capped(self, response: requests.Response, deadline: Deadline, cap: int, truncate: bool = False) -> bytes:
+        """The body, at most `cap` bytes: beyond it a `FetchError`, or with `truncate` the first `cap` bytes
+        (robots.txt: RFC 9309 has crawlers parse the first 500 KiB of a bigger file)."""
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
+        if declared.isdigit() and int(declared) > cap and not truncate:
             raise FetchError(f"page too big ({int(declared):,} bytes declared, limit {cap:,})")
         body = bytearray()
         try:
@@ -139,6 +215,8 @@ class PageFetcher:
             while piece := response.raw.read1(64 * 1024, decode_content=True):
                 body += piece
                 if len(body) > cap:
+                    if truncate:
+                        return bytes(body[:cap])
                     raise FetchError(f"page too big (over the {cap:,}-byte limit)")
                 if deadline.passed():
                     raise deadline.error(" while reading")
@@ -148,11 +226,7 @@ class PageFetcher:
             raise FetchError(f"connection broken while reading: {_root_cause(exc)}") from None
         if deadline.expired:  # the shut-down socket ended the body early: it is not the whole page
             raise deadline.error(" while reading")
-        if not body.strip():
-            raise FetchError("empty page")
-        if body.lstrip()[:8].startswith(_BINARY_SIGNATURES) or b"\x00" in body[:4096]:
-            raise FetchError(f"not HTML (binary content served as {mime or 'no type'})")
-        return decode_html(bytes(body), _header_charset(content_type))
+        return bytes(body)
 
 
 def decode_html(body: bytes, header_charset: str | None) -> str:
@@ -180,6 +254,26 @@ def decode_html(body: bytes, header_charset: str | None) -> str:
     if as_utf8.count("\ufffd") <= 0.1 * non_ascii:
         return as_utf8
     return body.decode("cp1252", errors="replace")
+
+
+def _retry_later(response: requests.Response) -> RetryLater:
+    seconds = retry_after_seconds(response.headers.get("Retry-After", ""))
+    asked = f" (Retry-After {seconds:.0f} s)" if seconds is not None else ""
+    return RetryLater(f"HTTP {response.status_code} {response.reason or ''}".strip() + asked, seconds)
+
+
+def retry_after_seconds(value: str, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds from now: delta-seconds or an HTTP date; None when absent or malformed."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _header_charset(content_type: str) -> str | None:

@@ -60,8 +60,17 @@ class HackerNewsClient:
         """The newest stories (up to 500), newest first."""
         return [int(i) for i in self._get_json(f"{self.base_url}/newstories.json") or []]
 
+    def updated_item_ids(self) -> list[int]:
+        """Items changed recently (edited, killed, deleted, new comments), as `/v0/updates.json` lists them."""
+        return [int(i) for i in (self._get_json(f"{self.base_url}/updates.json") or {}).get("items") or []]
+
     def get_item(self, item_id: int) -> dict | None:
         return self._get_json(f"{self.base_url}/item/{item_id}.json")
+
+    def thread(self, story_id: int) -> dict:
+        """A story with its whole comment tree in one request (Algolia's items endpoint): nested
+        `children`, each with `id`, `author`, `text` (HTML), `created_at_i`, `parent_id`."""
+        return self._get_json(f"{self.algolia_url}/items/{story_id}")
 
     def story_ids_created_between(self, start: int, end: int, page_size: int = 1000) -> list[int]:
         """Ids of stories created in [start, end) (Unix seconds), oldest first, from Algolia."""
@@ -107,4 +116,10 @@ def story_from_item(item_id: int, item: dict | None) -> Story | StoryOutcome:
         url = None
     if not url and not text_html:
         return skipped("title only: no URL and no text", title=title)
-    return Story(id=item_id, title=title, url=url, text_html=text_html, time=item["time"], by=item.get("by"))
+    return Story(id=item_id, title=title, url=url, text_html=text_html, time=item["time"], by=item.get("by"),
+                 score=_count(item.get("score")), descendants=_count(item.get("descendants")))
+
+
+def _count(value) -> int:
+    """A count field as an int; the API omits it on some items (old ones have no `descendants`)."""
+    return value if isinstance(value, int) and value >= 0 else 0

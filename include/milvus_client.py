@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -71,19 +73,49 @@ def open_client(uri: str, token: str = "", lock_timeout: float = 60.0):
     except OSError as exc:
         raise MilvusUnavailable(f"cannot create the Milvus Lite directory {path.parent}: {exc}") from exc
     deadline = time.monotonic() + lock_timeout
-    while True:
-        try:
-            return MilvusClient(uri=str(path), dedicated=True, grpc_options=QUIET_KEEPALIVE)
-        except Exception as exc:  # noqa: BLE001 - pymilvus raises a generic error for every cause
-            if lite_is_locked(path) and time.monotonic() < deadline:
-                time.sleep(0.5)
-                continue
-            if lite_is_locked(path):
-                cause = (f"it is locked by another process (only one process may open a Milvus Lite directory; "
-                         f"run `milvus-lite server --data-dir {path}` and connect to it for concurrent access)")
-            else:
-                cause = unwritable_reason(path) or f"{type(exc).__name__}: {exc}"
-            raise MilvusUnavailable(f"cannot open Milvus Lite database {path}: {cause}") from exc
+    with _turn_to_open(path, deadline):
+        # Wait for the holder here: an attempt on a locked directory makes Milvus Lite log an ERROR.
+        while lite_is_locked(path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        while True:
+            try:
+                return MilvusClient(uri=str(path), dedicated=True, grpc_options=QUIET_KEEPALIVE)
+            except Exception as exc:  # noqa: BLE001 - pymilvus raises a generic error for every cause
+                if lite_is_locked(path) and time.monotonic() < deadline:
+                    time.sleep(0.5)  # opened by a process outside this project between the check and here
+                    continue
+                if lite_is_locked(path):
+                    cause = (f"it is locked by another process (only one process may open a Milvus Lite directory; "
+                             f"run `milvus-lite server --data-dir {path}` and connect to it for concurrent access)")
+                else:
+                    cause = unwritable_reason(path) or f"{type(exc).__name__}: {exc}"
+                raise MilvusUnavailable(f"cannot open Milvus Lite database {path}: {cause}") from exc
+
+
+@contextmanager
+def _turn_to_open(path: Path, deadline: float) -> Iterator[None]:
+    """Hold `<name>.opening` beside the Lite directory while checking its lock and opening it.
+
+    Without it two waiting processes both see the directory free and race; the loser's failed start
+    is logged as an ERROR by Milvus Lite. Past the deadline (or on a read-only disk) open unqueued.
+    """
+    try:
+        fd = os.open(path.parent / f"{path.name}.opening", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def lite_is_locked(path: Path) -> bool:

@@ -84,11 +84,24 @@ def _use_offline_classifier() -> None:
     html_parser.is_possible_narrative_text = looks_like_narrative_text
 
 
+# Below this much text, comments aside, a page with a longer comment thread is a discussion (an HN or
+# lobste.rs thread, a forum topic: a title, points and an author, then the thread).
+DISCUSSION_HEADER_CHARS = 300
+
+
 def main_content_html(html: str) -> str | None:
-    """The page's main content as simple HTML, or None when no main content is found."""
+    """The page's main content as simple HTML, or None when no main content is found.
+
+    Comments are left out, unless the page is a discussion: then the thread is the content. A page is
+    a discussion when it says so, when its main content is a run of posts (`include.discussion`), or
+    when its own text is a short header above a longer thread."""
     import trafilatura
 
-    return trafilatura.extract(
+    from include.discussion import content_is_posts, declares_discussion
+
+    if declares_discussion(html) and (discussion := _with_comments_html(html)) is not None:
+        return discussion
+    main = trafilatura.extract(
         html,
         output_format="html",
         include_tables=True,
@@ -98,6 +111,37 @@ def main_content_html(html: str) -> str | None:
         favor_recall=True,
         deduplicate=True,
     )
+    main_chars = _text_chars(main)
+    if main_chars >= DISCUSSION_HEADER_CHARS and not content_is_posts(html, main):
+        return main
+    discussion = _with_comments_html(html)
+    if main_chars >= DISCUSSION_HEADER_CHARS:  # a run of posts: the thread as trafilatura's defaults take it
+        return discussion or main
+    return discussion if discussion is not None and _text_chars(discussion) > 2 * main_chars else main
+
+
+def _with_comments_html(html: str) -> str | None:
+    """The page's text and its comment thread as trafilatura's defaults find them, as simple HTML.
+
+    `extract(output_format="html")` drops the comments, so both parts are converted here."""
+    import trafilatura
+    from lxml.html import tostring
+    from trafilatura.htmlprocessing import convert_to_html
+
+    document = trafilatura.bare_extraction(html, include_comments=True, with_metadata=False, include_tables=True,
+                                           include_images=False, include_links=False)
+    if document is None:
+        return None
+    parts = [part for part in (document.body, document.commentsbody) if part is not None and len(part)]
+    return "".join(tostring(convert_to_html(part), encoding="unicode") for part in parts) or None
+
+
+def _text_chars(content_html: str | None) -> int:
+    if not content_html:
+        return 0
+    from lxml.html import fromstring
+
+    return len(" ".join(fromstring(content_html).text_content().split()))
 
 
 def partition_page(html: str, *, main_content_only: bool = True) -> list:

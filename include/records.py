@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-# A story ends each run in one of these states (stored in the `hn_stories` collection).
-Status = Literal["ingested", "skipped", "failed"]
+# A story ends each run in one of these states (stored in the `hn_stories` collection); "removed": it
+# was ingested, then killed or deleted on HN, and its rows are gone.
+Status = Literal["ingested", "skipped", "failed", "removed"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,13 @@ class Story:
     text_html: str | None  # the HTML of a text post (Ask HN and the like)
     time: int  # creation time, Unix seconds
     by: str | None = None
+    score: int = 0  # points when it was read: what a RAG app ranks or filters by
+    descendants: int = 0  # comment count when it was read
+
+    @property
+    def source_url(self) -> str:
+        """The page a chunk links to: the story's URL, or its HN thread for a text post."""
+        return self.url or self.hn_link
 
     @property
     def hn_link(self) -> str:
@@ -32,17 +40,29 @@ class Page:
     story: Story
     html: str
     final_url: str | None  # None for a text post
+    etag: str = ""  # validators the site sent, kept for a conditional refetch
+    last_modified: str = ""
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """One piece of a story's text, short enough for the embedding model's window."""
+    """One piece of a story's text, short enough for the embedding model's window, with the story's
+    metadata a search filters by (stored on every chunk: Milvus filters cannot join collections)."""
 
     story_id: int
     chunk_index: int
     title: str
     url: str
     text: str
+    posted_at: int = 0  # the story's creation time, Unix seconds; 0: unknown (a chunk from schema v1)
+    points: int = 0
+    comments: int = 0
+    kind: str = "page"  # "page": the story's page or its own text; "comment": one comment of its thread
+    # A comment chunk's own fields (empty on a page chunk); `posted_at` is then the comment's time.
+    comment_id: int = 0
+    author: str = ""
+    thread_path: str = ""  # comment ids from the top-level comment down to this one, "/"-joined
+    content_hash: str = ""  # of what is embedded, under the pipeline fingerprint: unchanged means no re-embed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +78,46 @@ class StoryOutcome:
     url: str = ""
     reason: str = ""  # one line naming the story, the URL and the cause
     chunk_count: int = 0
-    stage: str = ""  # the stage that skipped or failed it: item, fetch, partition, chunk
+    stage: str = ""  # the stage that skipped or failed it: item, robots, fetch, partition, chunk
+    # What the page fetch learnt, for the next fetch of the same story.
+    etag: str = ""
+    last_modified: str = ""
+    fingerprint: str = ""  # config.pipeline_fingerprint of the run that made the chunks
+    unchanged: bool = False  # the site answered 304: the stored chunks are still right, none are written
+    retry_after: float | None = None  # seconds the site asked us to wait (429/503 Retry-After)
+    attempted: bool = True  # False: deferred without a request (its host asked to slow down)
+    # The story's metadata when it was read (what a RAG app ranks by); 0 when the item was not read.
+    posted_at: int = 0
+    points: int = 0
+    comments: int = 0
+    item_hash: str = ""  # of the title, URL and text it was ingested from (lifecycle.item_hash)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ThreadOutcome:
+    """What a run did with one story's comment thread."""
+
+    story_id: int
+    read_at: int  # Unix seconds when the thread was read
+    complete: bool  # every new or changed comment chunk is in this batch (False: the rest in a later run)
+    comment_chunks: int  # the thread's comment chunks once this batch is written
+    embedded: int  # comment chunks of this batch (new or changed)
+    stale_ids: list[int]  # chunk keys of comments since deleted, killed or shortened
+    points: int = 0
+    comments: int = 0
+    steps_passed: int = 0  # ThreadConfig.refresh_after steps passed when it was read
+    posted_at: int = 0  # the story's creation time, as the thread says
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def problem_outcome(story: Story, status: Status, stage: str, cause: str, **extra) -> StoryOutcome:
+    """A skipped or failed story, its reason one line naming the story, the URL and the cause."""
+    url = story.source_url
+    cause = " ".join(cause.split())[:500]
+    return StoryOutcome(story.id, status, story.title, url, reason=f"story {story.id} <{url}>: {stage}: {cause}",
+                        stage=stage, **extra)

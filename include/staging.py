@@ -25,7 +25,7 @@ import numpy as np
 
 from include.config import staging_url
 from include.extract import ExtractedBatch
-from include.records import Chunk, StoryOutcome
+from include.records import Chunk, StoryOutcome, ThreadOutcome
 
 STALE_AFTER_S = 2 * 24 * 3600  # a failed run's staging is kept this long for a clear-and-rerun
 _LOCAL_PROTOCOLS = {"", "file", "local"}
@@ -62,21 +62,30 @@ def resolve(key: str):
 
 def write_extracted(key: str, batch: ExtractedBatch) -> str:
     body = {"chunks": [c.to_dict() for c in batch.chunks], "outcomes": [o.to_dict() for o in batch.outcomes],
-            "seconds": batch.seconds}
-    _write_whole(resolve(key), json.dumps(body, ensure_ascii=False).encode("utf-8"))
+            "seconds": batch.seconds, "threads": [t.to_dict() for t in batch.threads]}
+    write_whole(resolve(key), json.dumps(body, ensure_ascii=False).encode("utf-8"))
     return key
 
 
 def read_extracted(key: str) -> ExtractedBatch:
     body = json.loads(_read(key).decode("utf-8"))
     return ExtractedBatch([Chunk(**c) for c in body["chunks"]], [StoryOutcome(**o) for o in body["outcomes"]],
-                          body.get("seconds", {}))
+                          body.get("seconds", {}), [ThreadOutcome(**t) for t in body.get("threads", [])])
+
+
+def write_json(key: str, value) -> str:
+    write_whole(resolve(key), json.dumps(value).encode("utf-8"))
+    return key
+
+
+def read_json(key: str):
+    return json.loads(_read(key).decode("utf-8"))
 
 
 def write_vectors(key: str, vectors: np.ndarray) -> str:
     buffer = io.BytesIO()
     np.save(buffer, vectors, allow_pickle=False)
-    _write_whole(resolve(key), buffer.getvalue())
+    write_whole(resolve(key), buffer.getvalue())
     return key
 
 
@@ -117,7 +126,7 @@ def _read(key: str) -> bytes:
                                 f"earlier task of this run; was the run's staging removed or pruned?)") from exc
 
 
-def _write_whole(path, data: bytes) -> None:
+def write_whole(path, data: bytes) -> None:
     if path.protocol not in _LOCAL_PROTOCOLS:
         path.write_bytes(data)  # one PUT: readers see the old object or the new one, never a part
         return

@@ -134,9 +134,10 @@ class AirflowEnv:
         args = ["--json", "--chunks"] if chunks else ["--json"]
         return json.loads(self.run(str(BIN / "python"), "-m", "include.status", *args).stdout)
 
-    def search(self, query: str, k: int = 5) -> list[dict]:
-        out = self.run(str(BIN / "python"), "-m", "include.search", query, "-k", str(k), "--json").stdout
-        return json.loads(out.strip().splitlines()[-1])
+    def search(self, query: str, k: int = 5, *options: str) -> list[dict]:
+        """The stories `python -m include.search --json` finds, best first (options: `--mode text`, ...)."""
+        out = self.run(str(BIN / "python"), "-m", "include.search", query, "-k", str(k), *options, "--json").stdout
+        return json.loads(out.strip().splitlines()[-1])["stories"]
 
 
 class Stack:
@@ -170,7 +171,7 @@ class Stack:
 class AirflowStack(Stack):
     """The real scheduler path: api-server, scheduler (LocalExecutor), dag-processor and triggerer processes."""
 
-    def __init__(self, env: AirflowEnv) -> None:
+    def __init__(self, env: AirflowEnv, components: tuple[str, ...] | None = None) -> None:
         import socket
 
         with socket.socket() as s:
@@ -187,6 +188,7 @@ class AirflowStack(Stack):
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
         })
         self.processes: dict[str, subprocess.Popen] = {}
+        self.components = components or tuple(self.COMMANDS)
 
     COMMANDS = {"api-server": ["api-server"], "scheduler": ["scheduler"], "dag-processor": ["dag-processor"],
                 "triggerer": ["triggerer"]}
@@ -200,6 +202,23 @@ class AirflowStack(Stack):
         self.processes[name] = subprocess.Popen([str(BIN / "airflow"), *args], env=self.env.env(), cwd=PROJECT_ROOT,
                                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_for_api(self, timeout: float = 180) -> str:
+        """Wait until the api-server answers its health check; its base URL."""
+        import requests
+
+        def healthy() -> bool:
+            try:
+                return requests.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        self.wait_for(healthy, timeout, "the api-server")
+        return self.base_url
+
     def kill(self, name: str) -> None:
         """SIGKILL a component and everything it started: a crash, not a shutdown."""
         process = self.processes.pop(name)
@@ -207,7 +226,7 @@ class AirflowStack(Stack):
         process.wait()
 
     def __enter__(self) -> AirflowStack:
-        for name in self.COMMANDS:
+        for name in self.components:
             self.start(name)
         return self
 
@@ -222,8 +241,7 @@ class AirflowStack(Stack):
             _signal_group(process, signal.SIGKILL)
 
     def logs(self) -> str:
-        return "\n".join((self.env.home / "stack-logs" / f"{n}.log").read_text()[-3000:]
-                         for n in ("scheduler", "dag-processor", "triggerer", "api-server"))
+        return "\n".join((self.env.home / "stack-logs" / f"{n}.log").read_text()[-3000:] for n in self.components)
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from include.config import PROJECT_ROOT
 
@@ -28,6 +29,7 @@ def corpus_available() -> bool:
 class CorpusPage:
     name: str
     charset: str  # as declared by the page, '' when none
+    original_url: str = ""  # where the source saved it from ('' when unknown)
 
     @property
     def path(self) -> Path:
@@ -70,7 +72,18 @@ class CorpusPage:
 def pages() -> list[CorpusPage]:
     with open(corpus_dir() / "index.tsv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return [CorpusPage(row["name"], row.get("charset_declared") or "") for row in rows]
+    return [CorpusPage(row["name"], row.get("charset_declared") or "", row.get("url") or "") for row in rows]
+
+
+def site_groups(pages: list[CorpusPage]) -> list[int]:
+    """A site number per page: pages from one original domain share a site; a page of unknown origin
+    has one of its own. For a replay whose sites are spread as the real pages' hosts were."""
+    sites: dict[str, int] = {}
+    numbers = []
+    for page in pages:
+        domain = urlsplit(page.original_url).hostname or f"unknown:{page.name}"
+        numbers.append(sites.setdefault(domain, len(sites)))
+    return numbers
 
 
 def hn_items(name: str = "dagster-snapshot-25576000-25581999.jsonl") -> list[dict]:

@@ -5,6 +5,11 @@ of the corpus (its title set to the page's title, as an HN submitter would), so 
 real items and real pages without leaving the machine. Stories can be released over time, to measure
 freshness, and tests can add routes that misbehave.
 
+Pages can be spread over several "sites" (`page_hosts`: one port each on 127.0.0.1, so each is its own
+origin), each with its own robots.txt (`robots`); every request is recorded with its site, start and
+end (`visits`), so tests can measure what one site saw: peak concurrency, request rate. Pages carry an
+ETag and Last-Modified and answer a matching conditional request with 304.
+
 Run it by hand: `python -m tests.replay_server --stories 30` prints the connection settings to use.
 """
 
@@ -12,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import email.utils
+import hashlib
 import json
 import math
 import os
@@ -21,6 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,16 +36,30 @@ from tests import corpus
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
 INTERVAL = 15  # the DAG's default schedule: a backfill runs one data interval this long
+LAST_MODIFIED = email.utils.formatdate(1609282000, usegmt=True)
+
+
+@dataclass
+class Visit:
+    site: int  # index of the site (port) asked
+    path: str
+    start: float  # monotonic
+    end: float = 0.0
+    status: int = 0
+    headers: dict | None = None
 
 
 class ReplayServer:
     """Serves `items` (id → item) and `routes` (path → handler) on 127.0.0.1 (or `host`)."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", page_hosts: int = 1) -> None:
         self.items: dict[int, dict | None] = {}
         self.release_at: dict[int, float] = {}  # item id → monotonic time it appears; absent = now
+        self.updates: list[int] = []  # what /v0/updates.json lists as recently changed
         self.routes: dict[str, Handler] = {}
         self.requests: list[str] = []  # every path asked for, for assertions
+        self.visits: list[Visit] = []  # every request with its site and timing
+        self.robots: dict[int, str] = {}  # site → robots.txt body; a site without one answers 404
         self.newstories_limit = 500  # the real endpoint lists the 500 newest; older ones are in Algolia only
         self._lock = threading.Lock()
         replay = self
@@ -46,12 +68,25 @@ class ReplayServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                visit = Visit(replay.site_of[self.server.server_address[1]], urlsplit(self.path).path,
+                              time.monotonic(), headers=dict(self.headers))
                 with replay._lock:
                     replay.requests.append(self.path)
+                    replay.visits.append(visit)
                 try:
-                    replay._dispatch(self)
+                    if visit.path == "/robots.txt":
+                        replay._serve_robots(self, visit.site)
+                    else:
+                        replay._dispatch(self)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+                finally:
+                    visit.end = time.monotonic()
+                    visit.status = getattr(self, "status_sent", 0)
+
+            def send_response(self, code, message=None) -> None:
+                self.status_sent = code
+                super().send_response(code, message)
 
             def handle(self) -> None:
                 try:
@@ -62,21 +97,34 @@ class ReplayServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer((host, port), RequestHandler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://{host}:{self.httpd.server_address[1]}"
-        self._thread: threading.Thread | None = None
+        self.servers = [ThreadingHTTPServer((host, port if site == 0 else 0), RequestHandler)
+                        for site in range(page_hosts)]
+        for server in self.servers:
+            server.daemon_threads = True
+        self.httpd = self.servers[0]  # the API's site, and the pages' when there is one site
+        self.site_of = {server.server_address[1]: site for site, server in enumerate(self.servers)}
+        self.site_urls = [f"http://{host}:{server.server_address[1]}" for server in self.servers]
+        self.base_url = self.site_urls[0]
+        self._threads: list[threading.Thread] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> ReplayServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        for site, server in enumerate(self.servers):
+            # The poll interval only bounds how long a shutdown waits; many idle sites poll slowly.
+            poll = 0.05 if site == 0 or len(self.servers) < 10 else 0.5
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll}, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stoppers = [threading.Thread(target=server.shutdown) for server in self.servers]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper, server in zip(stoppers, self.servers, strict=True):
+            stopper.join()
+            server.server_close()
 
     def __enter__(self) -> ReplayServer:
         return self.start()
@@ -108,12 +156,54 @@ class ReplayServer:
         if release_at is not None:
             self.release_at[item_id] = release_at
 
-    def add_page(self, path: str, body: bytes, content_type: str = "text/html", status: int = 200) -> str:
+    def add_page(self, path: str, body: bytes, content_type: str = "text/html", status: int = 200, site: int = 0) -> str:
+        """Serve `body` at `path` (on site `site`), with validators: a matching conditional GET gets 304."""
+
         def serve(request: BaseHTTPRequestHandler) -> None:
+            if status == 200:
+                return send_page(request, body, content_type)
             send(request, status, body, content_type)
 
         self.routes[path] = serve
-        return f"{self.base_url}{path}"
+        return f"{self.site_urls[site]}{path}"
+
+    def _serve_robots(self, request: BaseHTTPRequestHandler, site: int) -> None:
+        route = self.routes.get(f"/robots.txt@{site}")
+        if route:
+            return route(request)
+        if site not in self.robots:
+            return send(request, 404, b"no robots.txt here", "text/plain")
+        send(request, 200, self.robots[site].encode(), "text/plain")
+
+    # -- what each site saw ------------------------------------------------------------------------
+
+    def site_visits(self, site: int, prefix: str = "/") -> list[Visit]:
+        with self._lock:
+            return [v for v in self.visits if v.site == site and v.path.startswith(prefix)]
+
+    def crawl_visits(self, site: int) -> list[Visit]:
+        """What the crawler asked of a site: pages and robots.txt, not the HN API (served by site 0)."""
+        return [v for v in self.site_visits(site) if not v.path.startswith(("/v0/", "/api/"))]
+
+    def peak_concurrency(self, site: int) -> int:
+        """The most crawler requests this site had in flight at once."""
+        visits = self.crawl_visits(site)
+        events = sorted([(v.start, 1) for v in visits] + [(v.end, -1) for v in visits])
+        peak = current = 0
+        for _, change in events:
+            current += change
+            peak = max(peak, current)
+        return peak
+
+    def peak_rate(self, site: int, window: float = 1.0) -> int:
+        """The most crawler requests this site received within any `window` seconds (half-open window)."""
+        starts = sorted(v.start for v in self.crawl_visits(site))
+        return max((sum(1 for t in starts[i:] if t < start + window) for i, start in enumerate(starts)), default=0)
+
+    def min_gap(self, site: int) -> float:
+        """The shortest time between two crawler requests to this site (inf with fewer than two)."""
+        starts = sorted(v.start for v in self.crawl_visits(site))
+        return min((b - a for a, b in zip(starts, starts[1:], strict=False)), default=float("inf"))
 
     def page_requests(self) -> int:
         return sum(1 for path in self.requests if path.startswith("/pages/"))
@@ -142,6 +232,8 @@ class ReplayServer:
             ids = sorted((i for i, item in self.items.items()
                           if item and item.get("type") == "story" and self.released(i)), reverse=True)
             return send_json(request, ids[: self.newstories_limit])
+        if path == "/v0/updates.json":
+            return send_json(request, {"items": list(self.updates), "profiles": []})
         if path == "/v0/maxitem.json":
             return send_json(request, max((i for i in self.items if self.released(i)), default=0))
         match = re.fullmatch(r"/v0/item/(\d+)\.json", path)
@@ -149,9 +241,26 @@ class ReplayServer:
             item_id = int(match.group(1))
             item = self.items.get(item_id) if self.released(item_id) else None
             return send_json(request, item)
+        match = re.fullmatch(r"/api/v1/items/(\d+)", path)
+        if match:
+            tree = self.algolia_tree(int(match.group(1)))
+            return send_json(request, tree) if tree else send(request, 404, b'{"error":"not found"}', "application/json")
         if path == "/api/v1/search_by_date":
             return send_json(request, self._search_by_date(parse_qs(parts.query)))
         send(request, 404, b"not found", "text/plain")
+
+    def algolia_tree(self, item_id: int) -> dict | None:
+        """An item with its replies nested, as Algolia's items endpoint answers: a deleted reply keeps its
+        place with no author and no text; a dead one is left out."""
+        item = self.items.get(item_id) if self.released(item_id) else None
+        if not item or item.get("dead"):
+            return None
+        deleted = bool(item.get("deleted"))
+        children = [tree for kid in item.get("kids") or [] if (tree := self.algolia_tree(int(kid)))]
+        return {"id": item_id, "type": item.get("type"), "created_at_i": item.get("time"),
+                "author": None if deleted else item.get("by"), "text": None if deleted else item.get("text"),
+                "title": item.get("title"), "url": item.get("url"), "points": item.get("score"),
+                "parent_id": item.get("parent"), "children": children}
 
     def _search_by_date(self, query: dict[str, list[str]]) -> dict:
         low, high = float("-inf"), float("inf")
@@ -191,6 +300,14 @@ def send(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type
     request.wfile.write(body)
 
 
+def send_page(request: BaseHTTPRequestHandler, body: bytes, content_type: str = "text/html") -> None:
+    """200 with an ETag and Last-Modified, or 304 when the request's If-None-Match matches."""
+    validators = {"ETag": '"' + hashlib.sha256(body).hexdigest()[:20] + '"', "Last-Modified": LAST_MODIFIED}
+    if request.headers.get("If-None-Match") == validators["ETag"]:
+        return send(request, 304, b"", None, headers=validators)
+    send(request, 200, body, content_type, headers=validators)
+
+
 def send_json(request: BaseHTTPRequestHandler, value) -> None:
     send(request, 200, json.dumps(value).encode("utf-8"), "application/json; charset=utf-8")
 
@@ -199,27 +316,45 @@ def send_json(request: BaseHTTPRequestHandler, value) -> None:
 
 
 def load_corpus(replay: ReplayServer, url_stories: int = 30, text_posts: int = 3, dead: int = 3,
-                deleted: int = 2, page_names: list[str] | None = None) -> dict[int, corpus.CorpusPage]:
-    """Feed the replay from the corpus: returns story id → the page its URL now points at."""
+                deleted: int = 2, page_names: list[str] | None = None,
+                sites: list[int] | None = None, comments: bool = False) -> dict[int, corpus.CorpusPage]:
+    """Feed the replay from the corpus: returns story id → the page its URL now points at.
+
+    Page i goes to site `sites[i]` (for example `corpus.site_groups`), by default to the replay's sites
+    in turn (i mod sites). `comments`: serve the real comment threads of the stories served."""
     items = corpus.hn_items()
     pages = [p for p in corpus.pages() if page_names is None or p.name in page_names]
     stories = [i for i in items if i.get("type") == "story"]
     with_url = [s for s in stories if s.get("url") and not s.get("dead") and not s.get("deleted")]
     text = [s for s in stories if s.get("text") and not s.get("url") and not s.get("dead") and not s.get("deleted")]
     mapped: dict[int, corpus.CorpusPage] = {}
-    for story, page in zip(with_url[:url_stories], pages, strict=False):
+    for number, (story, page) in enumerate(zip(with_url[:url_stories], pages, strict=False)):
         item = copy.deepcopy(story)
         item["title"] = page.title
-        item["url"] = replay.add_page(f"/pages/{page.name}.html", page.body, _content_type(page))
+        site = sites[number] if sites is not None else number % len(replay.servers)
+        item["url"] = replay.add_page(f"/pages/{page.name}.html", page.body, _content_type(page), site=site)
         replay.add_item(item)
         mapped[item["id"]] = page
     for story in text[:text_posts]:
         replay.add_item(copy.deepcopy(story))
+    if comments:
+        by_id = {int(i["id"]): i for i in items if i.get("id") is not None}
+        for story_id in [*mapped, *(s["id"] for s in text[:text_posts])]:
+            _add_thread(replay, by_id, story_id)
     for story in [s for s in stories if s.get("dead")][:dead]:
         replay.add_item(copy.deepcopy(story))
     for story in [s for s in stories if s.get("deleted")][:deleted]:
         replay.add_item(copy.deepcopy(story))
     return mapped
+
+
+def _add_thread(replay: ReplayServer, by_id: dict[int, dict], story_id: int) -> None:
+    pending = list(by_id.get(story_id, {}).get("kids") or [])
+    while pending:
+        comment = by_id.get(int(pending.pop()))
+        if comment:
+            replay.add_item(copy.deepcopy(comment))
+            pending.extend(comment.get("kids") or [])
 
 
 def pick_window(stories: list[dict]) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from include.config import PolitenessConfig
 from tests.airflow_cli import AirflowEnv
 from tests.celery_stack import CeleryStack
 from tests.crash_control import CrashPoint
@@ -58,6 +59,7 @@ def celery(require_corpus, milvus_server, tmp_path_factory):
             "AIRFLOW_CONN_MILVUS_DEFAULT": f'{{"conn_type": "generic", "host": "{milvus_server.uri}"}}',
             "HN_INGEST_STAGING_URL": staging.as_uri(),
             "HN_TEST_CRASH_POINTS": str(point.folder),
+            "HN_INGEST_REDIS_URL": redis.url.rsplit("/", 1)[0] + "/1",  # per-site limits across the workers
         })
         stack = CeleryStack(env, postgres, redis, workers)
         env.migrate()
@@ -105,6 +107,8 @@ def celery(require_corpus, milvus_server, tmp_path_factory):
             seen["final"] = env.status(chunks=True)
             seen["total_s"] = time.monotonic() - started
             seen["staging_left"] = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+        seen["crawl"] = {"peak_concurrency": replay.peak_concurrency(0), "min_gap": replay.min_gap(0),
+                         "requests": len(replay.crawl_visits(0))}
         # The same stories, one clean `airflow dags test` on the laptop default (Milvus Lite, no Celery).
         replay.newstories_limit = 500
         for story_id in {s["id"] for s in stories} - (newest | in_window | later):
@@ -151,7 +155,20 @@ def test_the_store_equals_a_clean_run_of_the_same_stories(celery):
     assert chunk_rows(celery["final"]) == chunk_rows(celery["clean"])
 
 
+def test_the_per_site_limits_hold_across_workers_through_redis(celery):
+    crawl, limits = celery["crawl"], PolitenessConfig()
+    print(f"celery crawl of one site: {crawl}")
+    assert crawl["requests"] >= 10
+    assert crawl["peak_concurrency"] <= limits.host_concurrency
+    assert crawl["min_gap"] >= 1 / limits.host_rate - 0.05
+    for folder in celery["workers"].values():  # kept in Redis, not in files a worker alone sees
+        assert not (folder / "host-limits").exists(), folder
+
+
 def test_staging_is_cleaned_from_the_shared_base_and_never_on_a_worker_disk(celery):
-    assert celery["staging_left"] == [], celery["staging_left"]
+    # Every run's batch files are gone; what stays is the shared robots.txt cache, kept on purpose.
+    left = celery["staging_left"]
+    assert [p for p in left if not p.startswith("robots-cache/")] == [], left
+    assert [p for p in left if p.startswith("robots-cache/")]  # the workers shared it through the base
     for folder in celery["workers"].values():
         assert not list(folder.rglob("batch-*")), folder

@@ -95,8 +95,15 @@ def test_a_sentence_from_a_page_finds_its_story(env, replay, first_run):
         sentence = corpus.middle_sentence(page.truth_text)
         if not sentence:
             continue
-        hits = env.search(sentence, k=5)
-        assert story_id in [h["story_id"] for h in hits], (page.name, sentence, hits)
+        for mode in ("hybrid", "dense", "text"):
+            hits = env.search(sentence, 5, "--mode", mode)
+            assert story_id in [h["story_id"] for h in hits], (mode, page.name, sentence, hits)
+            assert len({h["story_id"] for h in hits}) == len(hits)  # a story appears once
+        # Filters apply to the story: its own domain keeps it, another host or a future window drops it.
+        story = next(h for h in hits if h["story_id"] == story_id)
+        assert story_id in [h["story_id"] for h in env.search(sentence, 5, "--domain", story["domain"])]
+        assert story_id not in [h["story_id"] for h in env.search(sentence, 5, "--domain", "example.org")]
+        assert env.search(sentence, 5, "--since", "2100-01-01") == []
         checked += 1
         if checked == 3:
             break
@@ -108,7 +115,7 @@ def test_a_second_run_fetches_and_embeds_nothing(env, replay, first_run):
     pages_asked = replay.page_requests()
     result = env.dags_test()
     assert result.succeeded, result.log[-4000:]
-    assert result.lines("new run: 0 stories in 0 batches")
+    assert result.lines("new run: 0 stories (0 edited or back) and 0 thread refreshes in 0 batches")
     assert not result.lines("embedded")
     assert replay.page_requests() == pages_asked
     after = env.status()

@@ -3,7 +3,9 @@
 The replay lists only the 4 newest stories in /v0/newstories.json (as the live API lists only the
 500 newest): scheduled runs ingest those; older stories are reachable through Algolia only, so after
 the backfill the store must hold exactly the 4 newest, one story published while a run waited on the
-triggerer, and the stories created in the window.
+triggerer, and the stories created in the window. Pages live on two sites; one of the newest stories
+is disallowed by its site's robots.txt, and no site may see more than the default per-host limits
+(2 at once, 1 per second) while backfill runs go in parallel.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from include.config import PolitenessConfig
 from tests.airflow_cli import AirflowEnv, AirflowStack
 from tests.replay_server import INTERVAL, ReplayServer, load_corpus, pick_window
 
@@ -40,7 +43,7 @@ def discover_log(env: AirflowEnv, run_id: str) -> str:
 
 
 def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_path):
-    replay = ReplayServer()
+    replay = ReplayServer(page_hosts=2)
     load_corpus(replay, url_stories=12, text_posts=1, dead=1, deleted=0)
     replay.newstories_limit = NEWEST
     live = sorted(replay.live_stories(), key=lambda s: -s["id"])
@@ -48,6 +51,10 @@ def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_pat
     replay.release_at[late] = time.monotonic() + 10**9
     live = live[1:]
     newest = {s["id"] for s in live[:NEWEST]}
+    banned = next(s for s in live[:NEWEST] if s.get("url"))
+    banned_site = next(i for i, url in enumerate(replay.site_urls) if banned["url"].startswith(url))
+    banned_path = banned["url"].removeprefix(replay.site_urls[banned_site])
+    replay.robots[banned_site] = f"User-agent: *\nDisallow: {banned_path}\n"
     env = AirflowEnv(tmp_path / "airflow", tmp_path / "data", replay.connection_env())
     env.migrate()
     with replay, AirflowStack(env) as stack:
@@ -56,7 +63,8 @@ def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_pat
             return {r["story_id"]: r["status"] for r in status["story_rows"]}
 
         states = stack.wait_for(lambda: (s := stored()) and newest <= set(s) and s, 420, "scheduled runs to ingest")
-        assert all(states[i] == "ingested" for i in newest), states
+        assert all(states[i] == "ingested" for i in newest - {banned["id"]}), states
+        assert states[banned["id"]] == "skipped"
         runs = stack.runs()
         assert any(r["run_type"] == "scheduled" and r["state"] == "success" for r in runs), runs
 
@@ -103,5 +111,13 @@ def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_pat
     assert "metadata cleanup: removed" in clean.stdout, clean.stdout[-3000:] + clean.stderr[-3000:]
     assert runs_before >= 3 and task_states(env, "discover_stories") == {}
     ingested = {i for i, status in final.items() if status == "ingested"}
-    assert ingested == newest | in_window | {late}, (sorted(ingested), sorted(newest), sorted(in_window),
-                                                   timedelta(seconds=end - start))
+    assert ingested == (newest - {banned["id"]}) | in_window | {late}, (
+        sorted(ingested), sorted(newest), sorted(in_window), timedelta(seconds=end - start))
+    # robots.txt and the per-host limits held across every run and task process.
+    assert not [v for v in replay.visits if v.site == banned_site and v.path == banned_path]
+    limits = PolitenessConfig()
+    for site in range(len(replay.servers)):
+        print(f"site {site}: {len(replay.crawl_visits(site))} requests, peak concurrency "
+              f"{replay.peak_concurrency(site)}, min gap {replay.min_gap(site):.2f} s")
+        assert len(replay.crawl_visits(site)) >= 3 and replay.min_gap(site) >= 1 / limits.host_rate - 0.05
+        assert replay.peak_concurrency(site) <= limits.host_concurrency

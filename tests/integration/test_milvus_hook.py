@@ -6,12 +6,14 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from include.config import CHUNKS_COLLECTION
+from include.config import CHUNKS_COLLECTION, PROJECT_ROOT, RetryPolicy
 from include.milvus_client import MilvusUnavailable
+from include.milvus_store import ChunkStore
 from include.records import Chunk, StoryOutcome
 
 sys.path.insert(0, str(__import__("include.config").config.PROJECT_ROOT / "plugins"))
@@ -63,16 +65,29 @@ def test_hook_creates_once_indexes_upserts_idempotently_and_deletes_by_story(lit
         assert hook.test_connection()[0]
 
 
-def test_failed_attempts_are_counted_and_a_failed_refresh_keeps_old_chunks(lite_uri):
+def test_failed_attempts_wait_in_wall_time_and_a_failed_refresh_keeps_old_chunks(lite_uri):
     with MilvusHook() as hook:
-        store = hook.get_store()
+        store = ChunkStore(hook.conn, RetryPolicy(backoff=(60.0, 600.0)))
         store.ensure_collections()
         failure = StoryOutcome(7, "failed", "T", "https://e.com", reason="story 7 <https://e.com>: fetch: HTTP 404", stage="fetch")
-        store.write_batch([], np.zeros((0, 384), np.float32), [failure])
-        store.write_batch([], np.zeros((0, 384), np.float32), [failure])
-        assert store.states([7])[7]["attempts"] == 2
-        assert store.retryable_failed_ids(max_attempts=3) == [7]
-        assert store.retryable_failed_ids(max_attempts=2) == []
+        no_chunks = ([], np.zeros((0, 384), np.float32))
+        before = time.time()
+        store.write_batch(*no_chunks, [failure])
+        first = store.states([7])[7]
+        assert first["attempts"] == 1 and int(before) + 60 <= first["next_attempt_at"] <= time.time() + 61
+        assert store.due_failed_ids(time.time()) == []  # not on the next run: in a minute
+        assert store.due_failed_ids(first["next_attempt_at"]) == [7]
+        store.write_batch(*no_chunks, [failure])
+        second = store.states([7])[7]
+        assert second["attempts"] == 2 and second["next_attempt_at"] >= time.time() + 599
+        # A site's Retry-After longer than the backoff wins; the third failure spends the attempts.
+        store.write_batch(*no_chunks, [replace(failure, retry_after=7200.0)])
+        assert store.states([7])[7]["next_attempt_at"] == 0 and store.states([7])[7]["attempts"] == 3
+        assert store.due_failed_ids(time.time() + 10**6) == []
+        # A story deferred before any request keeps its attempts and waits what its host asked.
+        store.write_batch(*no_chunks, [StoryOutcome(9, "failed", retry_after=120.0, attempted=False)])
+        deferred = store.states([9])[9]
+        assert deferred["attempts"] == 0 and deferred["next_attempt_at"] >= time.time() + 119
         store.write_batch(*story_batch(8, 4))
         store.write_batch([], np.zeros((0, 384), np.float32), [StoryOutcome(8, "failed", reason="refresh broke")])
         state = store.states([8])[8]
@@ -96,6 +111,19 @@ def test_a_locked_directory_waits_then_fails_clearly(lite_uri):
         holder.wait()
     with MilvusHook(lock_timeout=10) as hook:  # released at the holder's exit
         assert CHUNKS_COLLECTION not in hook.conn.list_collections()
+
+
+def test_processes_opening_one_lite_directory_at_once_take_turns_without_an_error_logged(tmp_path):
+    uri = str(tmp_path / "milvus.db")
+    script = (f"import time; from include.milvus_client import open_client, close_client; "
+              f"c = open_client({uri!r}); time.sleep(0.5); close_client(c, {uri!r}); print('done', flush=True)")
+    procs = [subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, results
+    assert all(out.strip() == "done" for out, _ in results)
+    # Milvus Lite logs "Failed to start MilvusLite server" when a process tries a locked directory.
+    assert not [err for _, err in results if "Failed to start" in err], results
 
 
 def test_a_lite_path_must_end_in_db(tmp_path, monkeypatch):

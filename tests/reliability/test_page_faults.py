@@ -170,7 +170,9 @@ def faulty(require_corpus, airflow_home, tmp_path_factory):
     replay.add_item({"id": 90_100_007, "type": "story", "time": BASE_TIME, "title": "Gone", "url": "https://e.com"})
     replay.routes["/v0/item/90100007.json"] = lambda request: send_json(request, None)
     expected[90_100_007] = ("skipped", "not found")
-    env = AirflowEnv(airflow_home, tmp_path_factory.mktemp("faults-data"), replay.connection_env())
+    # Retries 1 s apart (3 attempts), so three runs in a row spend them; the waits are tested on their own.
+    env = AirflowEnv(airflow_home, tmp_path_factory.mktemp("faults-data"),
+                     {**replay.connection_env(), "HN_INGEST_RETRY_BACKOFF": "1,1"})
     with replay:
         started = time.monotonic()
         first = env.dags_test({"batch_size": 30})

@@ -90,3 +90,28 @@ def test_a_page_nested_deeper_than_libxml2_allows_still_yields_its_text():
     deep = "<div>" * 1000 + "<p>Deeply nested words survive the parser.</p><script>var x;</script>" + "</div>" * 1000
     text = " ".join(e.text for e in partition_page(deep))
     assert "Deeply nested words survive the parser." in text and "var x" not in text
+
+
+def _page_text(name: str) -> tuple[str, str]:
+    page = next(p for p in corpus.pages() if p.name == name)
+    html = page.body.decode("utf-8", errors="replace")
+    return " ".join(e.text for e in partition_page(html)), page.truth_text
+
+
+def test_a_discussion_page_keeps_its_thread_and_an_article_keeps_only_itself(require_corpus):
+    # lobste.rs: the page's own text is a header (title, points, author); the thread is the content.
+    thread, truth = _page_text("tiptopjaw-055")
+    assert "cloning Arcs" in thread and "cloning Arcs" in truth
+    assert len(thread) > 3000
+    # A forum topic that declares itself one (schema.org DiscussionForumPosting): the replies are content.
+    topic, truth = _page_text("tiptopjaw-061")
+    assert "Bumping MSRV has never been broadly considered" in truth
+    assert "Bumping MSRV has never been broadly considered" in topic
+    # A forum topic whose main text is a run of posts (FluxBB, no markup): the replies are content.
+    topic, truth = _page_text("tiptopjaw-058")
+    assert "software that was designed on assumptions just as I suggested" in truth
+    assert "software that was designed on assumptions just as I suggested" in topic
+    # An article with a comment section below it: the comment stays out.
+    article, truth = _page_text("scrapinghub-011")
+    assert len(article) > 2000 and "soccer circuit" not in truth
+    assert "soccer circuit" not in article  # words of the reader's comment

@@ -39,7 +39,7 @@ def test_dag_shape_and_contracts():
     assert dag.dag_id == "hn_ingest"
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert set(dag.task_dict) == {"discover_stories", "extract_batch", "embed_batch", "write_batch", "report_run"}
-    assert set(dag.params.keys()) >= {"reindex", "max_stories", "batch_size"}
+    assert set(dag.params.keys()) >= {"reindex", "max_stories", "batch_size", "conditional"}
     for task_id in ("extract_batch", "embed_batch", "write_batch"):
         task = dag.task_dict[task_id]
         assert task.map_index_template, task_id
@@ -49,6 +49,11 @@ def test_dag_shape_and_contracts():
     assert dag.task_dict["discover_stories"].retries >= 1
     assert type(dag.timetable).__name__ == "DeltaDataIntervalTimetable"
     assert dag.timetable.delta.total_seconds() == 15
+    # Lineage: each write updates the chunks Asset; every task alerts once its retries are spent.
+    assert [a.name for a in dag.task_dict["write_batch"].outlets] == ["hn_chunks"]
+    for task in dag.task_dict.values():
+        callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+        assert any(type(c).__name__ == "IngestFailureNotifier" for c in callbacks), task.task_id
 
 
 def test_embedding_queue_and_writer_pool_are_settings():

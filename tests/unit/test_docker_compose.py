@@ -78,6 +78,8 @@ def test_connections_match_the_code_and_nothing_falls_back_to_a_local_file(stack
         hn = json.loads(env["AIRFLOW_CONN_HACKER_NEWS_DEFAULT"])
         assert hn["host"] == HN_API_URL and hn["extra"]["algolia_url"] == ALGOLIA_API_URL
         assert env["PYTHONPATH"] == "/opt/airflow"
+        # Per-site limits across hosts: the broker's Redis, its own database.
+        assert re.fullmatch(r"redis://:[^@]+@redis:6379/[1-9]", env["HN_INGEST_REDIS_URL"]), env["HN_INGEST_REDIS_URL"]
 
 
 def test_the_code_is_in_the_image_and_bind_mounts_only_in_the_dev_override(stack, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,8 @@ from hn_providers.triggers.hacker_news import NewStoriesTrigger
 
 # A scheduled run watches for new stories at most this long (and never past the next run's start).
 MAX_WATCH_SECONDS = 30
+# Stored stories that /v0/updates.json lists as changed, compared with their items per run (0: off).
+RECHECKS_PER_RUN = int(os.environ.get("HN_INGEST_RECHECKS_PER_RUN", "100"))
 
 
 class DiscoverStoriesOperator(BaseOperator):
@@ -26,7 +29,7 @@ class DiscoverStoriesOperator(BaseOperator):
     the task at once (freshness). A run with nothing to ingest ends *skipped*, and with it every
     downstream task: in the grid an idle run is all skipped, a working run is green.
 
-    Params read from the run: ``reindex``, ``max_stories``, ``batch_size``.
+    Params read from the run: ``reindex``, ``max_stories``, ``batch_size``, ``conditional``.
     """
 
     ui_color = "#f0e4ff"
@@ -38,9 +41,11 @@ class DiscoverStoriesOperator(BaseOperator):
         self.hacker_news_conn_id = hacker_news_conn_id
 
     def execute(self, context) -> list[dict]:
+        from include.host_gate import prune_idle_hosts
         from include.staging import prune
 
         prune()
+        prune_idle_hosts()
         batches = self._plan(context)
         if batches:
             return self._with_warm_model(batches)
@@ -76,7 +81,9 @@ class DiscoverStoriesOperator(BaseOperator):
         return batches
 
     def _plan(self, context) -> list[dict]:
-        from include.planning import Window, plan_batches, run_mode, select_story_ids
+        from include.config import ChunkConfig, EmbeddingConfig, ThreadConfig, pipeline_fingerprint
+        from include.planning import Window, follow_changes, plan_batches, run_mode, select_story_ids, validators
+        from include.staging import batch_key, write_json
 
         cpu_started = time.process_time()
         params, dag_run = context["params"], context["dag_run"]
@@ -90,7 +97,22 @@ class DiscoverStoriesOperator(BaseOperator):
             store.ensure_collections()
             story_ids = select_story_ids(mode, hn, store, window, params["max_stories"],
                                          include_done=params["reindex"])
-        batches = plan_batches(story_ids, params["batch_size"])
-        self.log.info("%s run: %d stories in %d batches; %.2f s CPU", mode, len(story_ids), len(batches),
-                      time.process_time() - cpu_started)
+            threads, reingest, refresh = ThreadConfig(), [], []
+            if mode == "new":
+                reingest, refresh = follow_changes(hn, store, threads, RECHECKS_PER_RUN, time.time())
+                story_ids = reingest + [i for i in story_ids if i not in set(reingest)]
+            fingerprint = pipeline_fingerprint(EmbeddingConfig().model_name, ChunkConfig())
+            # An edited story is fetched whole: its page may be unchanged, its title (in every chunk) is not.
+            known = validators([i for i in story_ids if i not in set(reingest)], store, fingerprint) if params.get(
+                "conditional", True) else {}
+            batches = plan_batches(story_ids, params["batch_size"], known, threads.enabled, refresh)
+            for batch in batches:
+                if batch["thread_ids"]:
+                    # What the store holds of each thread: extract embeds only comment chunks that changed.
+                    stored = store.comment_hashes(batch["thread_ids"])
+                    key = batch_key(dag_run.run_id, batch["number"], ".threads.json")
+                    batch["stored_threads"] = write_json(key, {str(i): {str(k): h for k, h in hashes.items()}
+                                                               for i, hashes in stored.items()})
+        self.log.info("%s run: %d stories (%d edited or back) and %d thread refreshes in %d batches; %.2f s CPU", mode,
+                      len(story_ids), len(reingest), len(refresh), len(batches), time.process_time() - cpu_started)
         return batches

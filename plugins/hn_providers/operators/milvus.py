@@ -43,14 +43,20 @@ class MilvusIngestOperator(BaseOperator):
         with self.hook as hook:
             store = hook.get_store()
             store.ensure_collections()
-            written = store.write_batch(extracted.chunks, vectors, extracted.outcomes)
+            written = store.write_batch(extracted.chunks, vectors, extracted.outcomes, extracted.threads)
         committed_at = time.time()  # chunks and states are written (and, on a server, Strong reads see them)
         seconds = {**self.batch.get("seconds", {}), "write": time.monotonic() - started}
-        statuses = Counter(o.status for o in extracted.outcomes)
+        # "unchanged": ingested before and answered 304, so no chunk of it was written.
+        statuses = Counter("unchanged" if o.unchanged else o.status for o in extracted.outcomes)
         for outcome in extracted.outcomes:
             if outcome.status != "ingested":
                 self.log.warning("%s: %s", outcome.status, outcome.reason)
         self.log.info("%s: %d chunk rows written; %s; committed at %.3f: stories %s", self.batch["label"], written,
                       dict(statuses), committed_at, [o.story_id for o in extracted.outcomes if o.status == "ingested"])
-        return {"label": self.batch["label"], "chunks": written, "committed_at": committed_at, "statuses": dict(statuses), "seconds": seconds,
+        comment_chunks = sum(t.embedded for t in extracted.threads)
+        if extracted.threads:
+            self.log.info("%s: %d threads read, %d comment chunks written, %d removed", self.batch["label"],
+                          len(extracted.threads), comment_chunks, sum(len(t.stale_ids) for t in extracted.threads))
+        return {"label": self.batch["label"], "chunks": written, "comment_chunks": comment_chunks,
+                "threads": len(extracted.threads), "committed_at": committed_at, "statuses": dict(statuses), "seconds": seconds,
                 "problems": [f"{o.status}: {o.reason}" for o in extracted.outcomes if o.status != "ingested"]}
