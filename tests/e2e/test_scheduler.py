@@ -15,6 +15,7 @@ import sqlite3
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,25 @@ def discover_log(env: AirflowEnv, run_id: str) -> str:
     folder = env.home / "logs" / "dag_id=hn_ingest" / f"run_id={run_id}" / "task_id=discover_stories"
     return "\n".join(p.read_text(errors="replace") for p in sorted(folder.glob("attempt=*.log"))
                      if re.fullmatch(r"attempt=\d+\.log", p.name))
+
+
+def airflow_defer_race(env: AirflowEnv, log: Path, line: str) -> bool:
+    """Whether an ERROR line is Airflow 3.3's race on a task resumed from deferral (apache/airflow#72716).
+
+    When the trigger fires within moments of the deferral, the resumed attempt can be running before
+    the scheduler reads the worker's exit from the deferral; the scheduler then takes that exit for the
+    running attempt's end ("state mismatch", recorded in the `log` table) and fails it, so the attempt's
+    own success is refused and the task runner logs this line; the task's retry ends the run in success.
+    """
+    if "Failed to report terminal task state to supervisor" not in line:
+        return False
+    run_id = log.parent.parent.name.removeprefix("run_id=")
+    task_id = log.parent.name.removeprefix("task_id=")
+    with sqlite3.connect(f"file:{env.home / 'airflow.db'}?mode=ro", uri=True, timeout=30) as db:
+        mismatches = db.execute("SELECT extra FROM log WHERE event = 'state mismatch' AND dag_id = 'hn_ingest' "
+                                "AND run_id = ? AND task_id = ?", (run_id, task_id)).fetchall()
+    return any("finished with state success, but the task instance's state attribute is running" in (extra or "")
+               for (extra,) in mismatches)
 
 
 def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_path):
@@ -100,9 +120,12 @@ def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_pat
         done = stack.wait_for(backfill_done, 600, f"{expected_runs} backfill runs")
         assert all(r["state"] == "success" for r in done), done
         final = stored()
-    # Every run succeeded: no task log (worker or triggerer) has an ERROR line.
+    # Every run succeeded: no task log (worker or triggerer) has an ERROR line but Airflow's own
+    # resume-after-defer race, proven by the scheduler's record of it (see `airflow_defer_race`).
+    assert not [r for r in stack.runs() if r["state"] == "failed"], stack.runs()
     errors = [line[:300] for log in (env.home / "logs" / "dag_id=hn_ingest").rglob("*.log")
-              for line in log.read_text(errors="replace").splitlines() if '"level":"error"' in line]
+              for line in log.read_text(errors="replace").splitlines()
+              if '"level":"error"' in line and not airflow_defer_race(env, log, line)]
     assert errors == [], errors[:5]
     # The metadata cleanup bounds the metadata DB: with 0 days of retention, no run history is left.
     runs_before = len(task_states(env, "discover_stories"))
