@@ -73,7 +73,9 @@ def ingest(stories: int, name: str, batch_size: int, reindex: bool = True) -> di
 
 
 def embedding_bound(run: dict, repeats: int = 3) -> dict:
-    out = run["env"].run(sys.executable, "-c", EMBED_BOUND, str(run["dump"]), str(repeats)).stdout
+    # ~0.04 s a chunk on 2 cores when nothing else runs; the budget allows a busy machine several times that.
+    budget = 300 + 0.25 * run["status"]["chunks"] * repeats
+    out = run["env"].run(sys.executable, "-c", EMBED_BOUND, str(run["dump"]), str(repeats), timeout=budget).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
