@@ -40,11 +40,11 @@ run: $(AIRFLOW_HOME)/airflow.db
 	$(if $(REPLAY),$(BIN)/python -m tests.replay_server --stories $(REPLAY) --) $(BIN)/airflow dags test hn_ingest $(if $(CONF),-c '$(CONF)') > $(AIRFLOW_HOME)/last-run.log 2>&1 \
 		|| (tail -n 40 $(AIRFLOW_HOME)/last-run.log; echo "hn_ingest failed: full log in $(AIRFLOW_HOME)/last-run.log"; exit 1)
 	grep -h "run summary\|: failed\|run: " $(AIRFLOW_HOME)/last-run.log | sed 's/^.*\] //' || true
-	$(BIN)/python -m include.status
+	$(BIN)/python -m include.ops.status
 
 ## The real scheduler path: api-server (UI on 127.0.0.1:8080; HOST=0.0.0.0 to expose it), then, once it
 ## answers, scheduler (LocalExecutor), dag-processor, triggerer, and the daily metadata DB cleanup
-## (include/metadata_cleanup.py). The JWT secret is made once per
+## (include/ops/metadata_cleanup.py). The JWT secret is made once per
 ## Airflow home. hn_ingest then runs every 15 s; Ctrl-C stops them all.
 ## REPLAY=30 runs it against a local replay of 30 corpus stories instead of the live Hacker News.
 scheduler: $(AIRFLOW_HOME)/airflow.db
@@ -66,7 +66,7 @@ scheduler-stack: $(AIRFLOW_HOME)/airflow.db
 	$(BIN)/airflow scheduler & \
 	$(BIN)/airflow dag-processor & \
 	$(BIN)/airflow triggerer & \
-	$(BIN)/python -m include.metadata_cleanup --every 86400 & \
+	$(BIN)/python -m include.ops.metadata_cleanup --every 86400 & \
 	wait
 
 ## Servers the tests run for real: Postgres and Redis (CeleryExecutor), docker-compose (checks the

@@ -33,9 +33,9 @@ from bench.common import (
 
 EMBED_BOUND = """
 import json, sys, time
-from include.chunking import embedding_input
+from include.parse.chunking import embedding_input
 from include.config import EmbeddingConfig
-from include.embedding import embed_texts, load_model
+from include.embed.model import embed_texts, load_model
 rows = json.load(open(sys.argv[1]))["chunk_rows"]
 texts = [embedding_input(r["title"], r["text"]) for r in rows]
 load_model(EmbeddingConfig().model_name)

@@ -18,7 +18,7 @@ from collections import Counter
 from statistics import mean
 
 from bench.common import RESULTS, corpus_ok, print_table
-from include.fetch import decode_html
+from include.crawl.fetch import decode_html
 from tests.replay_server import ReplayServer, load_corpus
 
 # The corpus pages whose URL is itself a discussion. Their truths differ: the lobste.rs and forum
@@ -67,7 +67,7 @@ def main() -> None:
     corpus_ok()
     import trafilatura
 
-    from include.partition import partition_page
+    from include.parse.partition import partition_page
 
     dump = RESULTS / "bulk" / "data" / "chunks.json"
     if not dump.is_file():

@@ -1,4 +1,4 @@
-"""Bench 7: retrieval quality and latency of `include.retrieval` on the corpus store, per mode.
+"""Bench 7: retrieval quality and latency of `include.store.search` on the corpus store, per mode.
 
     python -m bench.retrieval     # needs the database of `python -m bench.bulk_ingest`
 
@@ -44,7 +44,7 @@ def question_queries(mapping) -> dict[str, int]:
 
 
 def evaluate(store, queries: dict[str, int], mode: str, embed_query, ranker=None) -> tuple[float, float, list[float]]:
-    from include.retrieval import search
+    from include.store.search import search
 
     ranks, seconds = [], []
     for query, story_id in queries.items():
@@ -61,9 +61,9 @@ def main() -> None:
     from pymilvus import RRFRanker, WeightedRanker
 
     from include.config import EmbeddingConfig
-    from include.embedding import embed_texts
-    from include.milvus_client import close_client, open_client
-    from include.milvus_store import ChunkStore
+    from include.embed.model import embed_texts
+    from include.store import ChunkStore
+    from include.store.client import close_client, open_client
 
     uri = str(RESULTS / "bulk" / "data" / "milvus.db")
     if not Path(uri).is_dir():
@@ -78,11 +78,11 @@ def main() -> None:
     try:
         store = ChunkStore(client)
         started = time.perf_counter()
-        before = store.schema_version("hn_chunks") if client.has_collection("hn_chunks") else None
-        store.ensure_collections()
-        if before is not None and before < store.schema_version("hn_chunks"):
+        before = store.schema.schema_version("hn_chunks") if client.has_collection("hn_chunks") else None
+        store.schema.ensure_collections()
+        if before is not None and before < store.schema.schema_version("hn_chunks"):
             rows.append((f"store migrated from chunks schema v{before}",
-                         f"{store.chunk_count()} chunks in {time.perf_counter() - started:.1f} s"))
+                         f"{store.reader.count()} chunks in {time.perf_counter() - started:.1f} s"))
         modes = [("dense", "dense", None), ("text (BM25)", "text", None), ("hybrid, RRF k=20 (default)", "hybrid", None),
                  ("hybrid, RRF k=60", "hybrid", RRFRanker(60)),
                  ("hybrid, weighted 0.5/0.5", "hybrid", WeightedRanker(0.5, 0.5))]

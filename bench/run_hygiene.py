@@ -10,7 +10,7 @@ run is idle. Then, with the stack stopped:
   the last line of each task log segment; a deferral ends a segment, the triggerer's wait is not
   counted);
 - metadata DB rows per run, table by table, extrapolated to a day of the 15 s schedule (5,760 runs);
-- the metadata cleanup (`python -m include.metadata_cleanup`), run with 0 days kept: rows left.
+- the metadata cleanup (`python -m include.ops.metadata_cleanup`), run with 0 days kept: rows left.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def main() -> None:
     rows = table_rows(db_path)
     per_run = {t: n / max(1, len(runs)) for t, n in rows.items()}
     size = sum(p.stat().st_size for p in env.home.glob("airflow.db*"))
-    env.run(sys.executable, "-m", "include.metadata_cleanup", "--days", "0", timeout=600)
+    env.run(sys.executable, "-m", "include.ops.metadata_cleanup", "--days", "0", timeout=600)
     left = table_rows(db_path)
     table = [
         ("code", args.label or "this checkout"),

@@ -17,12 +17,13 @@ import time
 from statistics import median
 
 from bench.common import corpus_ok, print_table
-from include.chunking import TokenCounter, embedding_input
 from include.config import ChunkConfig, EmbeddingConfig, ThreadConfig, pipeline_fingerprint
-from include.embedding import embed_texts
-from include.hn_api import HackerNewsClient
-from include.milvus_store import chunk_key
-from include.threads import comment_chunks, read_thread, refresh
+from include.embed.model import embed_texts
+from include.hn.client import HackerNewsClient
+from include.hn.threads import read_thread
+from include.parse.chunking import TokenCounter, embedding_input
+from include.parse.comments import comment_chunks, refresh
+from include.records import chunk_key
 from tests.replay_server import ReplayServer, load_corpus
 
 HELD_BACK = 0.2

@@ -31,7 +31,7 @@ worker (`HN_INGEST_HOST_CONCURRENCY`, `HN_INGEST_HOST_RATE`, or its Crawl-delay 
 
 **Idle runs.** A scheduled run with nothing new waits on the triggerer (no worker slot) until its
 next run is due; a story published meanwhile resumes it, otherwise the run ends skipped (all tasks
-pink in the grid). `python -m include.metadata_cleanup` (run daily by `make scheduler`)
+pink in the grid). `python -m include.ops.metadata_cleanup` (run daily by `make scheduler`)
 keeps a week of run history in the metadata DB.
 
 **Params**
@@ -122,12 +122,12 @@ def _label_mapped_instance(batch: dict) -> None:
 def hn_ingest():
     @task(map_index_template=BATCH_LABEL)
     def extract_batch(batch: dict) -> dict:
-        from include.chunking import TokenCounter
         from include.config import ChunkConfig, EmbeddingConfig, FetchConfig, ThreadConfig
-        from include.extract import extract_batch as extract
-        from include.extract import extract_threads
-        from include.polite_fetch import Validators
-        from include.staging import batch_key, read_json, write_extracted
+        from include.crawl.polite_fetch import Validators
+        from include.parse.chunking import TokenCounter
+        from include.pipeline.extract import extract_batch as extract
+        from include.pipeline.extract import extract_threads
+        from include.pipeline.staging import batch_key, read_json, write_extracted
 
         _label_mapped_instance(batch)
         counter = TokenCounter(EmbeddingConfig().model_name)
@@ -143,9 +143,9 @@ def hn_ingest():
 
     @task(map_index_template=BATCH_LABEL, **EMBEDDING_QUEUE)
     def embed_batch(batch: dict) -> dict:
-        from include.chunking import embedding_input
-        from include.embedding_service import embed
-        from include.staging import read_extracted, write_vectors
+        from include.embed.service import embed
+        from include.parse.chunking import embedding_input
+        from include.pipeline.staging import read_extracted, write_vectors
 
         _label_mapped_instance(batch)
         chunks = read_extracted(batch["extracted"]).chunks
@@ -158,8 +158,9 @@ def hn_ingest():
 
     @task
     def report_run(results: list[dict]) -> dict:
-        from include.metrics import emit_run_metrics
-        from include.staging import remove_run
+        from include.crawl.host_gate import prune_idle_hosts
+        from include.ops.metrics import emit_run_metrics
+        from include.pipeline.staging import prune, remove_run
 
         # One request for every batch's result; iterating would fetch them one by one and end on a
         # 404 one past the last, which the task log shows as an ERROR "XCom not found".
@@ -180,6 +181,8 @@ def hn_ingest():
         print(f"run summary: {json.dumps(summary)}")
         emit_run_metrics(summary)
         remove_run(get_current_context()["run_id"])  # the run succeeded: its staging is no longer needed
+        prune()  # failed runs' staging older than two days, from any worker
+        prune_idle_hosts()
         return summary
 
     batches = DiscoverStoriesOperator(task_id="discover_stories")

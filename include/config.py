@@ -33,7 +33,7 @@ def default_milvus_uri() -> str:
 
 
 def staging_url() -> str:
-    """Base URL of the batch files between tasks: every worker must reach it (see include/staging.py).
+    """Base URL of the batch files between tasks: every worker must reach it (see include/pipeline/staging.py).
 
     `HN_INGEST_STAGING_URL` is a contract other tooling sets; the default suits one machine.
     """
@@ -113,7 +113,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class PolitenessConfig:
-    """How hard the pipeline may press one site, across every worker (see include/host_gate.py)."""
+    """How hard the pipeline may press one site, across every worker (see include/crawl/host_gate.py)."""
 
     obey_robots: bool = field(default_factory=lambda: _env_flag("HN_INGEST_OBEY_ROBOTS", True))
     robots_ttl: float = field(default_factory=lambda: float(os.environ.get("HN_INGEST_ROBOTS_TTL", "86400")))

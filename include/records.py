@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
+
+# Chunk primary keys: `item_id * CHUNK_ID_STRIDE + chunk_index`, the story's id for a page chunk and the
+# comment's for a comment chunk (HN ids are one sequence: keys never collide), so writing a story or a
+# comment again replaces its rows instead of adding new ones. chunk_index < stride
+# (ChunkConfig.max_chunks_per_story keeps it so).
+CHUNK_ID_STRIDE = 100_000
 
 # A story ends each run in one of these states (stored in the `hn_stories` collection); "removed": it
 # was ingested, then killed or deleted on HN, and its rows are gone.
@@ -115,9 +121,29 @@ class ThreadOutcome:
         return asdict(self)
 
 
+@dataclass
+class ExtractedBatch:
+    """What the extract stage made of a batch: its chunks (pages and new or changed comments), one
+    outcome per story, one per comment thread read, and the wall time of each stage."""
+
+    chunks: list[Chunk] = field(default_factory=list)
+    outcomes: list[StoryOutcome] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    threads: list[ThreadOutcome] = field(default_factory=list)
+
+
 def problem_outcome(story: Story, status: Status, stage: str, cause: str, **extra) -> StoryOutcome:
     """A skipped or failed story, its reason one line naming the story, the URL and the cause."""
     url = story.source_url
     cause = " ".join(cause.split())[:500]
     return StoryOutcome(story.id, status, story.title, url, reason=f"story {story.id} <{url}>: {stage}: {cause}",
                         stage=stage, **extra)
+
+
+def chunk_id(item_id: int, chunk_index: int) -> int:
+    return item_id * CHUNK_ID_STRIDE + chunk_index
+
+
+def chunk_key(chunk: Chunk) -> int:
+    """A page chunk is keyed by its story, a comment chunk by its comment."""
+    return chunk_id(chunk.comment_id or chunk.story_id, chunk.chunk_index)

@@ -1,7 +1,7 @@
 """Drive the real Airflow CLI and the project's CLIs as subprocesses, as a user would.
 
 Milvus Lite lets one process hold a database, so the test process itself never opens it: it reads
-the store through `python -m include.status --json` and `python -m include.search --json`.
+the store through `python -m include.ops.status --json` and `python -m include.ops.search --json`.
 """
 
 from __future__ import annotations
@@ -130,13 +130,13 @@ class AirflowEnv:
         return DagRunResult(result.returncode, result.stdout + result.stderr)
 
     def status(self, chunks: bool = False) -> dict:
-        """`python -m include.status --json` (with every chunk's text when `chunks`)."""
+        """`python -m include.ops.status --json` (with every chunk's text when `chunks`)."""
         args = ["--json", "--chunks"] if chunks else ["--json"]
-        return json.loads(self.run(str(BIN / "python"), "-m", "include.status", *args).stdout)
+        return json.loads(self.run(str(BIN / "python"), "-m", "include.ops.status", *args).stdout)
 
     def search(self, query: str, k: int = 5, *options: str) -> list[dict]:
-        """The stories `python -m include.search --json` finds, best first (options: `--mode text`, ...)."""
-        out = self.run(str(BIN / "python"), "-m", "include.search", query, "-k", str(k), *options, "--json").stdout
+        """The stories `python -m include.ops.search --json` finds, best first (options: `--mode text`, ...)."""
+        out = self.run(str(BIN / "python"), "-m", "include.ops.search", query, "-k", str(k), *options, "--json").stdout
         return json.loads(out.strip().splitlines()[-1])["stories"]
 
 

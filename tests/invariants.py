@@ -1,6 +1,6 @@
 """What must hold in the store after any fault: no duplicated row, no lost story, no half-written story.
 
-Each helper takes the report of `python -m include.status --json --chunks` (`AirflowEnv.status`).
+Each helper takes the report of `python -m include.ops.status --json --chunks` (`AirflowEnv.status`).
 """
 
 from __future__ import annotations

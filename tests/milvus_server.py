@@ -252,7 +252,7 @@ class MilvusLiteServer:
 
 def drop_all_collections(uri: str) -> None:
     """Empty a shared server between tests (the project's collection names are fixed)."""
-    from include.milvus_client import close_client, open_client
+    from include.store.client import close_client, open_client
 
     client = open_client(uri)
     try:

@@ -28,8 +28,8 @@ from hn_providers.ui import router as ui_router
 @contextmanager
 def opened_store() -> Iterator:
     from hn_providers.hooks.milvus import MilvusHook
-    from include.milvus_client import MilvusUnavailable, close_client
-    from include.milvus_store import ChunkStore
+    from include.store import ChunkStore
+    from include.store.client import MilvusUnavailable, close_client
 
     hook = MilvusHook(lock_timeout=15)
     try:
@@ -39,7 +39,7 @@ def opened_store() -> Iterator:
         raise HTTPException(503, f"the store is unavailable: {exc}") from exc
     try:
         store = ChunkStore(client)
-        store.ensure_collections()
+        store.schema.ensure_collections()
         yield store
     finally:
         close_client(client, uri)
@@ -75,7 +75,7 @@ def search_stories(
                                                  "both when absent"),
     chunks: int = Query(3, description="best chunks per story (1-20)"),
 ) -> dict:
-    from include.retrieval import Filters, InvalidQuery, check_request, search
+    from include.store.search import Filters, InvalidQuery, check_request, search
 
     filters = Filters(since=parse_time(since, "since"), until=parse_time(until, "until"), kind=kind,
                       min_points=min_points, domain=domain.strip().lower() if domain else None)
@@ -92,7 +92,7 @@ def search_stories(
 
 @router.get("/stories/{story_id}", summary="A story's state, reason and all its chunks in order")
 def story(story_id: int) -> dict:
-    from include.retrieval import document
+    from include.store.search import document
 
     with opened_store() as store:
         found = document(store, story_id)
@@ -103,7 +103,7 @@ def story(story_id: int) -> dict:
 
 @router.get("/status", summary="Counts, the latest failures, freshness and the last runs")
 def status() -> dict:
-    from include.status import store_summary
+    from include.ops.status import store_summary
 
     with opened_store() as store:
         summary = store_summary(store, time.time())

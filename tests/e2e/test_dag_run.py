@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from include.chunking import TokenCounter, embedding_input
 from include.config import ChunkConfig, EmbeddingConfig
+from include.parse.chunking import TokenCounter, embedding_input
 from tests import corpus
 from tests.airflow_cli import AirflowEnv
 from tests.replay_server import ReplayServer, load_corpus

@@ -130,7 +130,7 @@ def test_scheduled_runs_then_a_backfill_of_a_past_window(require_corpus, tmp_pat
     # The metadata cleanup bounds the metadata DB: with 0 days of retention, no run history is left.
     runs_before = len(task_states(env, "discover_stories"))
     env.extra_env["HN_INGEST_METADATA_RETENTION_DAYS"] = "0"
-    clean = env.run(sys.executable, "-m", "include.metadata_cleanup")
+    clean = env.run(sys.executable, "-m", "include.ops.metadata_cleanup")
     assert "metadata cleanup: removed" in clean.stdout, clean.stdout[-3000:] + clean.stderr[-3000:]
     assert runs_before >= 3 and task_states(env, "discover_stories") == {}
     ingested = {i for i, status in final.items() if status == "ingested"}

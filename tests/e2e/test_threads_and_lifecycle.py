@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from include.chunking import TokenCounter, embedding_input
 from include.config import ChunkConfig, EmbeddingConfig
-from include.milvus_store import CHUNK_ID_STRIDE
+from include.parse.chunking import TokenCounter, embedding_input
+from include.records import CHUNK_ID_STRIDE
 from tests.airflow_cli import AirflowEnv
 from tests.invariants import assert_no_duplicates
 from tests.replay_server import ReplayServer, load_corpus

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from include import embedding_service
-from include.embedding import embed_texts
+from include.embed import service as embedding_service
+from include.embed.model import embed_texts
 
 TEXTS = ["Airflow schedules the ingestion.", "Milvus stores the vectors.", "A third, unrelated sentence about cats."]
 
@@ -112,7 +112,7 @@ def test_a_warm_up_in_the_background_returns_at_once_and_the_first_embed_uses_th
     assert embedding_service.warm_up_in_background() is False  # running: nothing to start
     embedding_service.embed(TEXTS[:1])
     assert int((runtime / "embedding.pid").read_text()) == pid  # one service, not two
-    listed = subprocess.run(["pgrep", "-af", f"include.embedding_service --runtime-dir {runtime} --model"],
+    listed = subprocess.run(["pgrep", "-af", f"include.embed.service --runtime-dir {runtime} --model"],
                             capture_output=True, text=True).stdout.splitlines()
     services = [line.split()[0] for line in listed if "--start-only" not in line]  # not the helper, if still exiting
     assert services == [str(pid)], listed

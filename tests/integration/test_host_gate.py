@@ -15,7 +15,7 @@ import time
 import pytest
 
 from include.config import PROJECT_ROOT
-from include.host_gate import FileHostStates, HostGate, Lease, RedisHostStates, Wait
+from include.crawl.host_gate import FileHostStates, HostGate, Lease, RedisHostStates, Wait
 from tests.services import Redis, ensure_debian_packages
 
 HOST = "https://example.org:443"
@@ -23,7 +23,7 @@ HOST = "https://example.org:443"
 # One worker process: takes `requests` leases for HOST as fast as the gate allows, holds each 0.15 s.
 WORKER = """
 import json, sys, time
-from include.host_gate import FileHostStates, HostGate, Lease, RedisHostStates
+from include.crawl.host_gate import FileHostStates, HostGate, Lease, RedisHostStates
 kind, where, k, rate, requests = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 states = FileHostStates(__import__("pathlib").Path(where)) if kind == "file" else RedisHostStates(where)
 gate = HostGate(states, k, rate, lease_seconds=30)

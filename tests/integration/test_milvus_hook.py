@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from include.config import CHUNKS_COLLECTION, PROJECT_ROOT, RetryPolicy
-from include.milvus_client import MilvusUnavailable
-from include.milvus_store import ChunkStore
 from include.records import Chunk, StoryOutcome
+from include.store import ChunkStore
+from include.store.client import MilvusUnavailable
+from tests.store_queries import delete_story
 
 sys.path.insert(0, str(__import__("include.config").config.PROJECT_ROOT / "plugins"))
 from hn_providers.hooks.milvus import MilvusHook  # noqa: E402
@@ -39,60 +40,60 @@ def test_hook_creates_once_indexes_upserts_idempotently_and_deletes_by_story(lit
     with MilvusHook() as hook:
         assert hook.uri_and_token[0] == lite_uri
         store = hook.get_store()
-        store.ensure_collections()
+        store.schema.ensure_collections()
         assert set(hook.conn.list_collections()) == {"hn_chunks", "hn_stories"}
         chunks, vectors, outcomes = story_batch(1, 5)
-        assert store.write_batch(chunks, vectors, outcomes) == 5
-        assert store.index_type() == "IVF_FLAT"
-        store.write_batch(chunks, vectors, outcomes)  # a retry of the same batch
-        store.write_batch(*story_batch(2, 3, seed=1))
-        assert store.chunk_count() == 8
-        assert store.chunk_count(1) == 5
+        assert store.writer.write_batch(chunks, vectors, outcomes) == 5
+        assert store.schema.index_type() == "IVF_FLAT"
+        store.writer.write_batch(chunks, vectors, outcomes)  # a retry of the same batch
+        store.writer.write_batch(*story_batch(2, 3, seed=1))
+        assert store.reader.count() == 8
+        assert store.reader.count(1) == 5
         # Re-ingesting story 1 with fewer chunks replaces all of its rows.
-        store.write_batch(*story_batch(1, 2, seed=2))
-        assert [r["chunk_index"] for r in store.chunks_of(1)] == [0, 1]
-        store.delete_story(2)
-        assert store.chunk_count(2) == 0 and 2 not in store.states([2])
-        hits = store.search(vectors[0], k=3)
+        store.writer.write_batch(*story_batch(1, 2, seed=2))
+        assert [r["chunk_index"] for r in store.reader.chunks_of(1)] == [0, 1]
+        delete_story(store.client, 2)
+        assert store.reader.count(2) == 0 and 2 not in store.ledger.states([2])
+        hits = store.reader.dense(vectors[0], k=3)
         assert hits and hits[0]["story_id"] == 1
 
     # A new hook (a new task, a restart) keeps everything: nothing is dropped or rebuilt.
     with MilvusHook() as hook:
         store = hook.get_store()
-        store.ensure_collections()
-        assert store.chunk_count() == 2
-        assert store.index_type() == "IVF_FLAT"
+        store.schema.ensure_collections()
+        assert store.reader.count() == 2
+        assert store.schema.index_type() == "IVF_FLAT"
         assert hook.test_connection()[0]
 
 
 def test_failed_attempts_wait_in_wall_time_and_a_failed_refresh_keeps_old_chunks(lite_uri):
     with MilvusHook() as hook:
         store = ChunkStore(hook.conn, RetryPolicy(backoff=(60.0, 600.0)))
-        store.ensure_collections()
+        store.schema.ensure_collections()
         failure = StoryOutcome(7, "failed", "T", "https://e.com", reason="story 7 <https://e.com>: fetch: HTTP 404", stage="fetch")
         no_chunks = ([], np.zeros((0, 384), np.float32))
         before = time.time()
-        store.write_batch(*no_chunks, [failure])
-        first = store.states([7])[7]
+        store.writer.write_batch(*no_chunks, [failure])
+        first = store.ledger.states([7])[7]
         assert first["attempts"] == 1 and int(before) + 60 <= first["next_attempt_at"] <= time.time() + 61
-        assert store.due_failed_ids(time.time()) == []  # not on the next run: in a minute
-        assert store.due_failed_ids(first["next_attempt_at"]) == [7]
-        store.write_batch(*no_chunks, [failure])
-        second = store.states([7])[7]
+        assert store.ledger.due_failed_ids(time.time()) == []  # not on the next run: in a minute
+        assert store.ledger.due_failed_ids(first["next_attempt_at"]) == [7]
+        store.writer.write_batch(*no_chunks, [failure])
+        second = store.ledger.states([7])[7]
         assert second["attempts"] == 2 and second["next_attempt_at"] >= time.time() + 599
         # A site's Retry-After longer than the backoff wins; the third failure spends the attempts.
-        store.write_batch(*no_chunks, [replace(failure, retry_after=7200.0)])
-        assert store.states([7])[7]["next_attempt_at"] == 0 and store.states([7])[7]["attempts"] == 3
-        assert store.due_failed_ids(time.time() + 10**6) == []
+        store.writer.write_batch(*no_chunks, [replace(failure, retry_after=7200.0)])
+        assert store.ledger.states([7])[7]["next_attempt_at"] == 0 and store.ledger.states([7])[7]["attempts"] == 3
+        assert store.ledger.due_failed_ids(time.time() + 10**6) == []
         # A story deferred before any request keeps its attempts and waits what its host asked.
-        store.write_batch(*no_chunks, [StoryOutcome(9, "failed", retry_after=120.0, attempted=False)])
-        deferred = store.states([9])[9]
+        store.writer.write_batch(*no_chunks, [StoryOutcome(9, "failed", retry_after=120.0, attempted=False)])
+        deferred = store.ledger.states([9])[9]
         assert deferred["attempts"] == 0 and deferred["next_attempt_at"] >= time.time() + 119
-        store.write_batch(*story_batch(8, 4))
-        store.write_batch([], np.zeros((0, 384), np.float32), [StoryOutcome(8, "failed", reason="refresh broke")])
-        state = store.states([8])[8]
+        store.writer.write_batch(*story_batch(8, 4))
+        store.writer.write_batch([], np.zeros((0, 384), np.float32), [StoryOutcome(8, "failed", reason="refresh broke")])
+        state = store.ledger.states([8])[8]
         assert state["status"] == "ingested" and state["chunk_count"] == 4 and "refresh failed" in state["reason"]
-        assert store.chunk_count(8) == 4
+        assert store.reader.count(8) == 4
 
 
 def test_a_locked_directory_waits_then_fails_clearly(lite_uri):
@@ -115,7 +116,7 @@ def test_a_locked_directory_waits_then_fails_clearly(lite_uri):
 
 def test_processes_opening_one_lite_directory_at_once_take_turns_without_an_error_logged(tmp_path):
     uri = str(tmp_path / "milvus.db")
-    script = (f"import time; from include.milvus_client import open_client, close_client; "
+    script = (f"import time; from include.store.client import open_client, close_client; "
               f"c = open_client({uri!r}); time.sleep(0.5); close_client(c, {uri!r}); print('done', flush=True)")
     procs = [subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from include.milvus_client import close_client, open_client
-from include.milvus_store import ChunkStore
 from include.records import Chunk, StoryOutcome
+from include.store import ChunkStore
+from include.store.client import close_client, open_client
 
 
 def story_batch(story_id: int, n: int, seed: int = 0, version: str = "v1"):
@@ -35,7 +35,7 @@ def merge(*batches):
 def store(fresh_milvus_server):
     client = open_client(fresh_milvus_server.uri)
     store = ChunkStore(client)
-    store.ensure_collections()
+    store.schema.ensure_collections()
     yield store
     close_client(client, fresh_milvus_server.uri)
 
@@ -46,41 +46,41 @@ def assert_exactly(store: ChunkStore, expected: dict[int, int]) -> None:
     rows = store.client.query("hn_chunks", filter="id >= 0", output_fields=["id", "story_id", "chunk_index"],
                               consistency_level="Strong", limit=16384)
     pairs = [(r["story_id"], r["chunk_index"]) for r in rows]
-    assert store.chunk_count() == len(rows) == len(set(pairs)), (
-        f"duplicated rows: count(*) {store.chunk_count()}, {len(set(pairs))} distinct (story_id, chunk_index)")
+    assert store.reader.count() == len(rows) == len(set(pairs)), (
+        f"duplicated rows: count(*) {store.reader.count()}, {len(set(pairs))} distinct (story_id, chunk_index)")
     assert sorted(pairs) == sorted((s, i) for s, n in expected.items() for i in range(n))
-    states = store.states(expected)
+    states = store.ledger.states(expected)
     assert {s: states[s]["chunk_count"] for s in expected} == expected
 
 
 def run_protocol(store: ChunkStore) -> None:
     """Rerun, retry, reindex with fewer and more chunks, and a crash between chunks and states."""
     first = merge(story_batch(1, 5), story_batch(2, 3, seed=1))
-    store.write_batch(*first)
+    store.writer.write_batch(*first)
     assert_exactly(store, {1: 5, 2: 3})
-    store.write_batch(*first)  # a rerun or an Airflow retry of the same batch
+    store.writer.write_batch(*first)  # a rerun or an Airflow retry of the same batch
     assert_exactly(store, {1: 5, 2: 3})
     # Reindex: story 1 now has 2 chunks (its old tail goes), story 2 has 6 (new rows beside replaced ones).
-    store.write_batch(*merge(story_batch(1, 2, seed=2, version="v2"), story_batch(2, 6, seed=3, version="v2")))
+    store.writer.write_batch(*merge(story_batch(1, 2, seed=2, version="v2"), story_batch(2, 6, seed=3, version="v2")))
     assert_exactly(store, {1: 2, 2: 6})
-    assert [r["text"] for r in store.chunks_of(1)] == ["v2 text 0 of 1", "v2 text 1 of 1"]
+    assert [r["text"] for r in store.reader.chunks_of(1)] == ["v2 text 0 of 1", "v2 text 1 of 1"]
     # A crash after the chunk rows, before the states; then the task is cleared and runs again.
     crashed = story_batch(3, 4, seed=4)
-    original = store._write_states
-    store._write_states = lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("SIGKILL stand-in"))
+    original = store.ledger.write_states
+    store.ledger.write_states = lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("SIGKILL stand-in"))
     with pytest.raises(KeyboardInterrupt):
-        store.write_batch(*crashed)
-    store._write_states = original
-    assert 3 not in store.states([3])  # not marked ingested: the next run takes it again
-    store.write_batch(*crashed)
+        store.writer.write_batch(*crashed)
+    store.ledger.write_states = original
+    assert 3 not in store.ledger.states([3])  # not marked ingested: the next run takes it again
+    store.writer.write_batch(*crashed)
     assert_exactly(store, {1: 2, 2: 6, 3: 4})
 
 
 def test_rerun_retry_reindex_and_crash_leave_each_chunk_once_on_a_server(store):
     run_protocol(store)
-    hits = store.search(story_batch(2, 6, seed=3)[1][0], k=1)
+    hits = store.reader.dense(story_batch(2, 6, seed=3)[1][0], k=1)
     assert hits[0]["story_id"] == 2 and hits[0]["chunk_index"] == 0
-    assert store.index_type() == "IVF_FLAT"
+    assert store.schema.index_type() == "IVF_FLAT"
 
 
 def test_the_checks_catch_a_store_that_inserts(store):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from include.hn_api import HackerNewsClient
-from include.milvus_client import close_client, open_client
-from include.milvus_store import ChunkStore
-from include.planning import Window, run_mode, select_story_ids
+from include.hn.client import HackerNewsClient
+from include.pipeline.planning import Window, run_mode, select_story_ids
 from include.records import Chunk, StoryOutcome
+from include.store import ChunkStore
+from include.store.client import close_client, open_client
 from tests.replay_server import ReplayServer
 
 STORIES = {101: 1_000, 102: 1_010, 103: 1_020, 104: 5_000}  # id -> creation time
@@ -23,9 +23,9 @@ def world(tmp_path):
                          "url": f"https://example.com/{story_id}", "by": "someone", "score": 1})
     client = open_client(str(tmp_path / "milvus.db"))
     store = ChunkStore(client)
-    store.ensure_collections()
+    store.schema.ensure_collections()
     # 101 is ingested, 102 skipped: a plain backfill leaves them alone.
-    store.write_batch([Chunk(101, 0, "Story 101", "https://example.com/101", "text")],
+    store.writer.write_batch([Chunk(101, 0, "Story 101", "https://example.com/101", "text")],
                       np.ones((1, 384), np.float32) / np.sqrt(384),
                       [StoryOutcome(101, "ingested", "Story 101", "https://example.com/101", chunk_count=1),
                        StoryOutcome(102, "skipped", reason="story 102: dead")])

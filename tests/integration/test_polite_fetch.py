@@ -7,7 +7,7 @@ import time
 import pytest
 
 from include.config import FetchConfig, PolitenessConfig
-from include.polite_fetch import PoliteFetcher, Validators
+from include.crawl.polite_fetch import PoliteFetcher, Validators
 from include.records import Page, Story, StoryOutcome
 from tests.replay_server import ReplayServer, send
 

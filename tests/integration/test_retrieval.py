@@ -1,4 +1,4 @@
-"""The retrieval API (`include.retrieval`) against a real Milvus Lite store embedded by the real model,
+"""The retrieval API (`include.store.search`) against a real Milvus Lite store embedded by the real model,
 and its dense fallback on a Milvus server that predates BM25 (the 2.3.5 server of tests/milvus_server.py)."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ import logging
 
 import pytest
 
-from include.chunking import embedding_input
 from include.config import EmbeddingConfig
-from include.embedding import embed_texts
-from include.milvus_client import close_client, open_client
-from include.milvus_store import ChunkStore
+from include.embed.model import embed_texts
+from include.parse.chunking import embedding_input
 from include.records import Chunk, StoryOutcome
-from include.retrieval import MAX_QUERY_CHARS, Filters, FullTextUnavailable, InvalidQuery, document, search
+from include.store import ChunkStore
+from include.store.client import close_client, open_client
+from include.store.search import MAX_QUERY_CHARS, Filters, FullTextUnavailable, InvalidQuery, document, search
 
 DAY = 86_400
 T0 = 1_609_200_000  # 2020-12-29
@@ -42,7 +42,7 @@ def write_stories(store: ChunkStore) -> None:
                 for sid, (title, url, _, _, texts) in STORIES.items()]
     outcomes.append(StoryOutcome(5, "failed", "Down", "https://down.example.com", reason="story 5: fetch: HTTP 503",
                                  stage="fetch"))
-    store.write_batch(chunks, vectors, outcomes)
+    store.writer.write_batch(chunks, vectors, outcomes)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def lite_store(tmp_path_factory):
     uri = str(tmp_path_factory.mktemp("retrieval") / "milvus.db")
     client = open_client(uri)
     store = ChunkStore(client)
-    store.ensure_collections()
+    store.schema.ensure_collections()
     write_stories(store)
     yield store
     close_client(client, uri)
@@ -61,7 +61,7 @@ def ids(result) -> list[int]:
 
 
 def test_every_mode_finds_an_exact_term_and_hybrid_and_dense_a_paraphrase(lite_store):
-    assert lite_store.has_full_text()
+    assert lite_store.schema.has_full_text()
     for mode in ("text", "hybrid", "dense"):
         assert ids(search(lite_store, "CVE-2021-44228", 2, mode))[0] == 1, mode
     # No word in common with the page: BM25 finds nothing relevant, the embedding does.
@@ -126,9 +126,9 @@ def test_a_server_without_bm25_searches_dense_and_says_so(fresh_milvus_server, c
     client = open_client(fresh_milvus_server.uri)
     try:
         store = ChunkStore(client)
-        with caplog.at_level(logging.WARNING, logger="include.milvus_store"):
-            store.ensure_collections()
-        assert "no BM25 full-text search" in caplog.text and not store.has_full_text()
+        with caplog.at_level(logging.WARNING, logger="include.store.schema"):
+            store.schema.ensure_collections()
+        assert "no BM25 full-text search" in caplog.text and not store.schema.has_full_text()
         write_stories(store)
         result = search(store, "CVE-2021-44228 log4j", 2, "hybrid")
         assert result.mode == "dense" and "no full-text index" in result.notice and ids(result)[0] == 1

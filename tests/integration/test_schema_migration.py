@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from include.config import CHUNKS_COLLECTION, STORIES_COLLECTION
-from include.milvus_client import close_client, open_client
-from include.milvus_store import CONSISTENCY, SCHEMA_VERSIONS, VERSION_PROPERTY, ChunkStore, chunk_id
+from include.records import chunk_id
+from include.store import ChunkStore
+from include.store.client import close_client, open_client
+from include.store.collections import CONSISTENCY, query_all
+from include.store.schema import SCHEMA_VERSIONS, VERSION_PROPERTY
 
 STORIES = 250  # more than one page of the copy's writes would hide nothing; enough to count
 CURRENT = SCHEMA_VERSIONS[CHUNKS_COLLECTION]
@@ -127,27 +130,27 @@ def test_a_v2_store_is_migrated_to_comment_threads_without_losing_a_row(client, 
 
     build_v2_store(client, full_text=lite_or_server == "lite")
     old = ChunkStore(client)
-    stories_before = {r["story_id"]: r for r in old._query_all(STORIES_COLLECTION, "story_id >= 0", ["*"])}
-    chunks_before = {r["id"]: r for r in old._query_all(CHUNKS_COLLECTION, "id >= 0", ["*"])}
+    stories_before = {r["story_id"]: r for r in query_all(old.client, STORIES_COLLECTION, "story_id >= 0", ["*"])}
+    chunks_before = {r["id"]: r for r in query_all(old.client, CHUNKS_COLLECTION, "id >= 0", ["*"])}
     store = ChunkStore(client)
-    store.ensure_collections()
-    assert store.schema_version(STORIES_COLLECTION) == store.schema_version(CHUNKS_COLLECTION) == CURRENT == 3
-    after = {r["story_id"]: r for r in store.story_rows()}
+    store.schema.ensure_collections()
+    assert store.schema.schema_version(STORIES_COLLECTION) == store.schema.schema_version(CHUNKS_COLLECTION) == CURRENT == 3
+    after = {r["story_id"]: r for r in store.ledger.story_rows()}
     assert set(after) == set(stories_before)
     for story_id, row in stories_before.items():
         assert {k: after[story_id][k] for k in row if k != "unused_vector"} == {
             k: v for k, v in row.items() if k != "unused_vector"}
         assert [after[story_id][k] for k in ("posted_at", "thread_read_at", "thread_steps", "comment_chunks")] == [0] * 4
     fields = [f for f in chunks_before[chunk_id(1, 0)] if f not in ("embedding", "text_sparse")]
-    chunks_after = {r["id"]: r for r in store._query_all(CHUNKS_COLLECTION, "id >= 0",
+    chunks_after = {r["id"]: r for r in query_all(store.client, CHUNKS_COLLECTION, "id >= 0",
                                                          [*fields, "comment_id", "author", "content_hash"])}
-    assert set(chunks_after) == set(chunks_before) and store.chunk_count() == 2 * STORIES
+    assert set(chunks_after) == set(chunks_before) and store.reader.count() == 2 * STORIES
     for key, row in chunks_before.items():
         assert {k: chunks_after[key][k] for k in fields} == {k: row[k] for k in fields}
         assert (chunks_after[key]["comment_id"], chunks_after[key]["author"]) == (0, "")
-    assert store.index_type() == "IVF_FLAT" and store.has_full_text() is (lite_or_server == "lite")
+    assert store.schema.index_type() == "IVF_FLAT" and store.schema.has_full_text() is (lite_or_server == "lite")
     # Migrated stories have never had their thread read: later runs read them, a bounded number at a time.
-    assert len(store.due_threads(ThreadConfig(), 2_000_000_000, 20)) == 20
+    assert len(store.ledger.due_threads(ThreadConfig(), 2_000_000_000, 20)) == 20
 
 
 @pytest.fixture(params=["lite", "server"])
@@ -165,40 +168,40 @@ def client(request, tmp_path, lite_or_server):
 
 def test_a_v1_store_is_migrated_in_place_without_losing_a_row(client, lite_or_server):
     build_v1_store(client)
-    before = {r["story_id"]: r for r in ChunkStore(client)._query_all(STORIES_COLLECTION, "story_id >= 0", ["*"])}
-    chunks_before = {r["id"]: r for r in ChunkStore(client)._query_all(CHUNKS_COLLECTION, "id >= 0", ["*"])}
-    assert ChunkStore(client).schema_version(STORIES_COLLECTION) == 1
+    before = {r["story_id"]: r for r in query_all(client, STORIES_COLLECTION, "story_id >= 0", ["*"])}
+    chunks_before = {r["id"]: r for r in query_all(client, CHUNKS_COLLECTION, "id >= 0", ["*"])}
+    assert ChunkStore(client).schema.schema_version(STORIES_COLLECTION) == 1
     store = ChunkStore(client)
-    store.ensure_collections()
-    assert store.schema_version(STORIES_COLLECTION) == store.schema_version(CHUNKS_COLLECTION) == CURRENT
+    store.schema.ensure_collections()
+    assert store.schema.schema_version(STORIES_COLLECTION) == store.schema.schema_version(CHUNKS_COLLECTION) == CURRENT
     properties = client.describe_collection(STORIES_COLLECTION)["properties"]
     assert properties[VERSION_PROPERTY] == str(CURRENT)
-    after = {r["story_id"]: r for r in store.story_rows()}
+    after = {r["story_id"]: r for r in store.ledger.story_rows()}
     assert set(after) == set(before) and len(after) == STORIES
     for story_id, row in before.items():
         migrated = after[story_id]
         assert {k: migrated[k] for k in row if k != "unused_vector"} == {k: v for k, v in row.items() if k != "unused_vector"}
         assert (migrated["next_attempt_at"], migrated["etag"], migrated["last_modified"], migrated["fingerprint"]) == (0, "", "", "")
-    assert store.chunk_count() == STORIES and store.index_type() == "IVF_FLAT"
+    assert store.reader.count() == STORIES and store.schema.index_type() == "IVF_FLAT"
     assert not client.has_collection(f"{STORIES_COLLECTION}__migrating")
     assert not client.has_collection(f"{CHUNKS_COLLECTION}__migrating")
     # Every chunk kept with its vector; the new fields filled; full text where the backend has BM25.
     fields = ["id", "story_id", "chunk_index", "title", "url", "text", "ingested_at", "embedding", "kind", "posted_at",
               "points", "comments", "domain"]
-    chunks_after = {r["id"]: r for r in store._query_all(CHUNKS_COLLECTION, "id >= 0", fields)}
+    chunks_after = {r["id"]: r for r in query_all(store.client, CHUNKS_COLLECTION, "id >= 0", fields)}
     assert set(chunks_after) == set(chunks_before)
     for key, row in chunks_before.items():
         migrated = chunks_after[key]
         assert {k: migrated[k] for k in row if k != "embedding"} == {k: v for k, v in row.items() if k != "embedding"}
         assert np.allclose(migrated["embedding"], row["embedding"], atol=1e-6)
         assert (migrated["kind"], migrated["domain"], migrated["posted_at"], migrated["points"]) == ("page", "e.com", 0, 0)
-    assert store.has_full_text() is (lite_or_server == "lite")  # the 2.3.5 server predates BM25
-    if store.has_full_text():
-        assert [h["story_id"] for h in store.search_text("story17", k=3)] == [17]
+    assert store.schema.has_full_text() is (lite_or_server == "lite")  # the 2.3.5 server predates BM25
+    if store.schema.has_full_text():
+        assert [h["story_id"] for h in store.reader.text("story17", k=3)] == [17]
     # A v1 failure has no retry time: it is not retried on its own (its attempts were counted per run).
-    assert store.due_failed_ids(10**12) == []
-    store.ensure_collections()  # a second open changes nothing
-    assert len(store.story_rows()) == STORIES
+    assert store.ledger.due_failed_ids(10**12) == []
+    store.schema.ensure_collections()  # a second open changes nothing
+    assert len(store.ledger.story_rows()) == STORIES
 
 
 def test_an_interrupted_migration_is_finished_or_redone(client):
@@ -208,19 +211,19 @@ def test_an_interrupted_migration_is_finished_or_redone(client):
     rename = client.rename_collection
     client.rename_collection = lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed inside the swap"))
     with pytest.raises(SystemExit):
-        store.ensure_collections()
+        store.schema.ensure_collections()
     client.rename_collection = rename
     # The chunks migrate first: their old collection is gone, their copy whole.
     assert not client.has_collection(CHUNKS_COLLECTION) and client.has_collection(f"{CHUNKS_COLLECTION}__migrating")
-    store.ensure_collections()
-    assert store.schema_version(STORIES_COLLECTION) == CURRENT and len(store.story_rows()) == STORIES
-    assert store.schema_version(CHUNKS_COLLECTION) == CURRENT and store.chunk_count() == STORIES
+    store.schema.ensure_collections()
+    assert store.schema.schema_version(STORIES_COLLECTION) == CURRENT and len(store.ledger.story_rows()) == STORIES
+    assert store.schema.schema_version(CHUNKS_COLLECTION) == CURRENT and store.reader.count() == STORIES
     # Killed mid-copy: both exist; the half copy is dropped and the migration redone from the original.
     client.drop_collection(STORIES_COLLECTION)
     build_v1_stories_only(client)
     client.create_collection(f"{STORIES_COLLECTION}__migrating", schema=v1_stories_schema(), consistency_level=CONSISTENCY)
-    store.ensure_collections()
-    assert store.schema_version(STORIES_COLLECTION) == CURRENT and len(store.story_rows()) == STORIES
+    store.schema.ensure_collections()
+    assert store.schema.schema_version(STORIES_COLLECTION) == CURRENT and len(store.ledger.story_rows()) == STORIES
     assert not client.has_collection(f"{STORIES_COLLECTION}__migrating")
 
 

@@ -253,7 +253,7 @@ MEASURE_FETCH = """
 import json, re, sys
 from pathlib import Path
 from include.config import FetchConfig
-from include.fetch import FetchError, PageFetcher
+from include.crawl.fetch import FetchError, PageFetcher
 
 def peak_rss_mb():  # VmHWM starts afresh at exec, unlike ru_maxrss, which keeps the forking parent's
     return int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024

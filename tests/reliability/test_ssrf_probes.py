@@ -18,7 +18,7 @@ import threading
 import pytest
 
 from include.config import FetchConfig
-from include.fetch import FetchError, PageFetcher
+from include.crawl.fetch import FetchError, PageFetcher
 from tests.ci import unavailable
 from tests.replay_server import ReplayServer
 

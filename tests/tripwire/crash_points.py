@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-TARGET = "include.milvus_store"
+TARGET = "include.store.ledger"
 
 
 def install(folder: str) -> None:
@@ -32,14 +32,14 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             load(module)
-            _pause_before_states(module.ChunkStore, self.folder)
+            _pause_before_states(module.StoryLedger, self.folder)
 
         spec.loader.exec_module = exec_module
         return spec
 
 
-def _pause_before_states(store_class, folder: Path) -> None:
-    write_states = store_class._write_states
+def _pause_before_states(ledger_class, folder: Path) -> None:
+    write_states = ledger_class.write_states
 
     def paused(self, *args, **kwargs):
         try:
@@ -52,4 +52,4 @@ def _pause_before_states(store_class, folder: Path) -> None:
             time.sleep(0.2)
         return write_states(self, *args, **kwargs)
 
-    store_class._write_states = paused
+    ledger_class.write_states = paused

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from include.chunking import TokenCounter, chunk_elements, embedding_input, split_to_token_limit
 from include.config import ChunkConfig, EmbeddingConfig
-from include.partition import looks_like_narrative_text, partition_page, partition_text_post
+from include.parse.chunking import TokenCounter, chunk_elements, embedding_input, split_to_token_limit
+from include.parse.partition import looks_like_narrative_text, partition_page, partition_text_post
 from include.records import Story
 from tests import corpus
 

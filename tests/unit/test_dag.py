@@ -9,7 +9,7 @@ import time
 
 from include.config import PROJECT_ROOT
 
-HEAVY = ("torch", "sentence_transformers", "unstructured", "pymilvus", "trafilatura", "include.embedding")
+HEAVY = ("torch", "sentence_transformers", "unstructured", "pymilvus", "trafilatura", "include.embed.model")
 
 
 def load_dag():
@@ -25,7 +25,7 @@ def test_dag_file_parses_without_heavy_imports():
     code = (
         "import json, sys, time; sys.path[:0] = ['dags', 'plugins']; t = time.monotonic(); import hn_ingest; "
         "print(json.dumps([time.monotonic() - t, sorted(m for m in sys.modules if m.split('.')[0] in "
-        f"{tuple(h.split('.')[0] for h in HEAVY)!r} or m == 'include.embedding')]))"
+        f"{tuple(h.split('.')[0] for h in HEAVY)!r} or m == 'include.embed.model')]))"
     )
     started = time.monotonic()
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)

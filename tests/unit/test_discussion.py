@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from include.discussion import content_is_posts, declares_discussion
+from include.parse.discussion import content_is_posts, declares_discussion
 
 REPLY = "reply {} is long enough to be a paragraph of its own, about forum software and its design choices"
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from include.config import FetchConfig
-from include.fetch import FetchError, PageFetcher, decode_html
+from include.crawl.fetch import FetchError, PageFetcher, decode_html
 from tests.replay_server import ReplayServer, send
 
 ARTICLE = b"<html><body><h1>Hello</h1><p>Some words of an article.</p></body></html>"

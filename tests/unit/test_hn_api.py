@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.hn_api import HackerNewsClient, HackerNewsUnavailable, story_from_item
+from include.hn.client import HackerNewsClient, HackerNewsUnavailable, story_from_item
 from include.records import Story, StoryOutcome
 from tests import corpus
 from tests.replay_server import ReplayServer, send, send_json

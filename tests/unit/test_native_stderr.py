@@ -10,7 +10,7 @@ from include.config import PROJECT_ROOT
 SCRIPT = """
 import logging, os, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-from include.native_stderr import stderr_to_logging
+from include.store.native_stderr import stderr_to_logging
 with stderr_to_logging():
     os.write(2, b"WARNING clustering 354 points to 128 centroids: please provide at least 4992 training points\\n")
     os.write(2, b"some other native message\\n")
@@ -28,6 +28,6 @@ def test_faiss_training_line_becomes_info_other_lines_pass_through_and_nothing_h
     lines = done.stderr.splitlines()
     assert done.returncode == 0 and lines[-1] == "finished", done.stderr[-2000:]
     faiss = [line for line in lines if "WARNING clustering" in line]
-    assert len(faiss) == 1 and faiss[0].startswith("INFO include.native_stderr: Milvus Lite trained"), faiss
+    assert len(faiss) == 1 and faiss[0].startswith("INFO include.store.native_stderr: Milvus Lite trained"), faiss
     assert "some other native message" in lines  # untouched, not re-logged
     assert sum(line.startswith("WARNING task: line ") for line in lines) == 20000

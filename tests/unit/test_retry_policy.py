@@ -1,10 +1,10 @@
-"""Time-based retries: the waits, a site's Retry-After, and how `include.status` reports them."""
+"""Time-based retries: the waits, a site's Retry-After, and how `include.ops.status` reports them."""
 
 from __future__ import annotations
 
 from include.config import RetryPolicy
-from include.fetch import retry_after_seconds
-from include.status import retry_line
+from include.crawl.fetch import retry_after_seconds
+from include.ops.status import retry_line
 
 POLICY = RetryPolicy(backoff=(60.0, 600.0, 3600.0, 21600.0))
 NOW = 1_800_000_000

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from include import staging
-from include.extract import ExtractedBatch
+from include.pipeline import staging
+from include.pipeline.extract import ExtractedBatch
 from include.records import Chunk, StoryOutcome
 
 RUN = "scheduled__2026-11-23T10:00:15+00:00"

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from include.chunking import TokenCounter
 from include.config import ChunkConfig, ThreadConfig
-from include.planning import plan_batches
-from include.threads import Thread, _flatten, comment_chunks, comment_text, refresh
+from include.hn.threads import Thread, _flatten, comment_text
+from include.parse.chunking import TokenCounter
+from include.parse.comments import comment_chunks, refresh
+from include.pipeline.planning import plan_batches
 
 HOUR = 3600
 
@@ -52,7 +53,7 @@ def test_every_comment_chunk_fits_the_window_and_carries_its_comment(counter):
     long_text = " ".join(f"word{i}" for i in range(900))
     thread = Thread(1, "A story title", 42, flatten([node(10, "ann", long_text, node(11, "bob", "Short reply"))]))
     chunks = comment_chunks(thread, counter, ChunkConfig(), "fp")
-    from include.chunking import embedding_input
+    from include.parse.chunking import embedding_input
     assert all(counter.count(embedding_input(c.title, c.text)) <= ChunkConfig().max_tokens for c in chunks)
     ann = [c for c in chunks if c.comment_id == 10]
     assert len(ann) > 2 and [c.chunk_index for c in ann] == list(range(len(ann)))
@@ -64,7 +65,7 @@ def test_every_comment_chunk_fits_the_window_and_carries_its_comment(counter):
 
 
 def test_a_refresh_embeds_only_new_or_changed_chunks_and_deletes_gone_ones(counter):
-    from include.milvus_store import chunk_key
+    from include.records import chunk_key
 
     before = comment_chunks(Thread(1, "T", 0, flatten([node(10, "a", "one"), node(12, "b", "two")])),
                             counter, ChunkConfig(), "fp")
@@ -84,7 +85,7 @@ def test_a_huge_thread_goes_in_slices_and_stays_due(counter):
                             counter, ChunkConfig(), "fp")
     todo, outcome = refresh(1, chunks, {}, 100, slice_chunks=10)
     assert len(todo) == 10 and not outcome.complete and outcome.comment_chunks == 10
-    from include.milvus_store import chunk_key
+    from include.records import chunk_key
     stored = {chunk_key(c): c.content_hash for c in todo}
     todo2, outcome2 = refresh(1, chunks, stored, 100, slice_chunks=10)
     assert not {c.comment_id for c in todo} & {c.comment_id for c in todo2} and outcome2.comment_chunks == 20

@@ -9,7 +9,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 
 
 class HackerNewsHook(BaseHook):
-    """Builds an `include.hn_api.HackerNewsClient` from the ``hacker_news_default`` connection.
+    """Builds an `include.hn.client.HackerNewsClient` from the ``hacker_news_default`` connection.
 
     Connection fields: ``host`` is the Firebase base URL ending in ``/v0``; ``extra.algolia_url`` the
     Algolia base URL ending in ``/api/v1``. Without the connection, the public APIs are used.
@@ -28,7 +28,7 @@ class HackerNewsHook(BaseHook):
 
     def get_conn(self):
         from include.config import ALGOLIA_API_URL, HN_API_URL
-        from include.hn_api import HackerNewsClient
+        from include.hn.client import HackerNewsClient
 
         try:
             connection = self.get_connection(self.hacker_news_conn_id)

@@ -56,7 +56,7 @@ class MilvusHook(BaseHook):
 
     @cached_property
     def uri_and_token(self) -> tuple[str, str]:
-        from include.milvus_client import uri_from_connection
+        from include.store.client import uri_from_connection
 
         if self.connection is None:
             return uri_from_connection(None)
@@ -71,19 +71,19 @@ class MilvusHook(BaseHook):
 
     def get_conn(self):
         """A `pymilvus.MilvusClient`; raises `MilvusUnavailable` so the task fails and retries."""
-        from include.milvus_client import open_client
+        from include.store.client import open_client
 
         uri, token = self.uri_and_token
         return open_client(uri, token, lock_timeout=self.lock_timeout)
 
     @cached_property
     def conn(self):
-        from include.milvus_client import close_client, is_lite_uri
-        from include.native_stderr import stderr_to_logging
+        from include.store.client import close_client, is_lite_uri
+        from include.store.native_stderr import stderr_to_logging
 
         uri = self.uri_and_token[0]
         if is_lite_uri(uri):
-            # Milvus Lite runs in this process: FAISS prints its index training on fd 2 (include.native_stderr).
+            # Milvus Lite runs in this process: FAISS prints its index training on fd 2 (include.store.native_stderr).
             self._session.enter_context(stderr_to_logging())
         client = self.get_conn()
         # Closing releases a Lite directory for other processes (and flushes, which trains the index).
@@ -92,7 +92,7 @@ class MilvusHook(BaseHook):
 
     def get_store(self):
         """The project's collections (`hn_chunks`, `hn_stories`) on this connection."""
-        from include.milvus_store import ChunkStore
+        from include.store import ChunkStore
 
         return ChunkStore(self.conn)
 

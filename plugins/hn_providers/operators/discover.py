@@ -22,7 +22,7 @@ RECHECKS_PER_RUN = int(os.environ.get("HN_INGEST_RECHECKS_PER_RUN", "100"))
 
 
 class DiscoverStoriesOperator(BaseOperator):
-    """Return the run's micro-batches (``include.planning``); skip the run when there is nothing to do.
+    """Return the run's micro-batches (``include.pipeline.planning``); skip the run when there is nothing to do.
 
     A scheduled run that finds nothing new defers to `NewStoriesTrigger` until its next run is due:
     the triggerer watches the API, no worker slot is held, and a story published meanwhile resumes
@@ -41,11 +41,6 @@ class DiscoverStoriesOperator(BaseOperator):
         self.hacker_news_conn_id = hacker_news_conn_id
 
     def execute(self, context) -> list[dict]:
-        from include.host_gate import prune_idle_hosts
-        from include.staging import prune
-
-        prune()
-        prune_idle_hosts()
         batches = self._plan(context)
         if batches:
             return self._with_warm_model(batches)
@@ -71,7 +66,7 @@ class DiscoverStoriesOperator(BaseOperator):
     def _with_warm_model(self, batches: list[dict]) -> list[dict]:
         """Have the model loading while the pages are fetched, when embed_batch will run on this host."""
         if tasks_share_this_host():
-            from include.embedding_service import warm_up_in_background
+            from include.embed.service import warm_up_in_background
 
             try:
                 if warm_up_in_background():
@@ -81,9 +76,7 @@ class DiscoverStoriesOperator(BaseOperator):
         return batches
 
     def _plan(self, context) -> list[dict]:
-        from include.config import ChunkConfig, EmbeddingConfig, ThreadConfig, pipeline_fingerprint
-        from include.planning import Window, follow_changes, plan_batches, run_mode, select_story_ids, validators
-        from include.staging import batch_key, write_json
+        from include.pipeline.planning import RunRequest, Window, plan_run, run_mode
 
         cpu_started = time.process_time()
         params, dag_run = context["params"], context["dag_run"]
@@ -91,28 +84,14 @@ class DiscoverStoriesOperator(BaseOperator):
         # A manual run triggered without a logical date (Airflow 3's default) has no data interval.
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
         window = Window(int(start.timestamp()), int(end.timestamp())) if mode == "backfill" else None
+        request = RunRequest(mode, dag_run.run_id, window, params["max_stories"], params["batch_size"],
+                             params["reindex"], params.get("conditional", True), RECHECKS_PER_RUN)
         hn = HackerNewsHook(self.hacker_news_conn_id).get_conn()
         with MilvusHook(milvus_conn_id=self.milvus_conn_id) as milvus:
             store = milvus.get_store()
-            store.ensure_collections()
-            story_ids = select_story_ids(mode, hn, store, window, params["max_stories"],
-                                         include_done=params["reindex"])
-            threads, reingest, refresh = ThreadConfig(), [], []
-            if mode == "new":
-                reingest, refresh = follow_changes(hn, store, threads, RECHECKS_PER_RUN, time.time())
-                story_ids = reingest + [i for i in story_ids if i not in set(reingest)]
-            fingerprint = pipeline_fingerprint(EmbeddingConfig().model_name, ChunkConfig())
-            # An edited story is fetched whole: its page may be unchanged, its title (in every chunk) is not.
-            known = validators([i for i in story_ids if i not in set(reingest)], store, fingerprint) if params.get(
-                "conditional", True) else {}
-            batches = plan_batches(story_ids, params["batch_size"], known, threads.enabled, refresh)
-            for batch in batches:
-                if batch["thread_ids"]:
-                    # What the store holds of each thread: extract embeds only comment chunks that changed.
-                    stored = store.comment_hashes(batch["thread_ids"])
-                    key = batch_key(dag_run.run_id, batch["number"], ".threads.json")
-                    batch["stored_threads"] = write_json(key, {str(i): {str(k): h for k, h in hashes.items()}
-                                                               for i, hashes in stored.items()})
-        self.log.info("%s run: %d stories (%d edited or back) and %d thread refreshes in %d batches; %.2f s CPU", mode,
-                      len(story_ids), len(reingest), len(refresh), len(batches), time.process_time() - cpu_started)
-        return batches
+            store.schema.ensure_collections()
+            plan = plan_run(request, hn, store)
+        self.log.info("%s run: %d stories (%d edited or back), %d thread refreshes, %d to remove, in %d batches; "
+                      "%.2f s CPU", mode, len(plan.story_ids), len(plan.reingest), len(plan.refresh),
+                      len(plan.removed), len(plan.batches), time.process_time() - cpu_started)
+        return plan.batches

@@ -35,15 +35,17 @@ class MilvusIngestOperator(BaseOperator):
         return MilvusHook(milvus_conn_id=self.milvus_conn_id)
 
     def execute(self, context) -> dict:
-        from include.staging import read_extracted, read_vectors
+        from include.pipeline.staging import read_extracted, read_vectors
 
         extracted = read_extracted(self.batch["extracted"])
         vectors = read_vectors(self.batch["vectors"])
         started = time.monotonic()
         with self.hook as hook:
             store = hook.get_store()
-            store.ensure_collections()
-            written = store.write_batch(extracted.chunks, vectors, extracted.outcomes, extracted.threads)
+            store.schema.ensure_collections()
+            removed = {int(i): why for i, why in self.batch.get("removed", {}).items()}
+            written = store.writer.write_batch(extracted.chunks, vectors, extracted.outcomes, extracted.threads,
+                                               removed)
         committed_at = time.time()  # chunks and states are written (and, on a server, Strong reads see them)
         seconds = {**self.batch.get("seconds", {}), "write": time.monotonic() - started}
         # "unchanged": ingested before and answered 304, so no chunk of it was written.

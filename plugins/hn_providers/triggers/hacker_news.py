@@ -41,7 +41,7 @@ class NewStoriesTrigger(BaseTrigger):
         from include.config import USER_AGENT
 
         seen = set(self.seen_ids)
-        # trust_env off: a proxy from the environment must not reroute the API (as in include.hn_api).
+        # trust_env off: a proxy from the environment must not reroute the API (as in include.hn.client).
         async with httpx.AsyncClient(timeout=10.0, trust_env=False, headers={"User-Agent": USER_AGENT}) as client:
             while time.time() + self.poll_seconds < self.until:
                 await asyncio.sleep(self.poll_seconds)

@@ -17,7 +17,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from include.config import FetchConfig
-from include.url_guard import BlockedAddress, guarded_pool_classes, watching_connections
+from include.crawl.address_guard import BlockedAddress, guarded_pool_classes, watching_connections
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)

@@ -40,7 +40,7 @@ class TokenCounter:
 
 @lru_cache(maxsize=4)
 def _load_tokenizer(model_name: str):
-    from include.embedding import bundled_model_path
+    from include.embed.model import bundled_model_path
 
     local = bundled_model_path(model_name)
     if local is not None:

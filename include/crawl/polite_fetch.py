@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from include.config import FetchConfig, PolitenessConfig
-from include.fetch import FetchError, PageFetcher, RetryLater
-from include.host_gate import HostGate, Lease, Wait, host_gate
+from include.crawl.fetch import FetchError, PageFetcher, RetryLater
+from include.crawl.host_gate import HostGate, Lease, Wait, host_gate
+from include.crawl.robots import RobotsCache, RobotsRules, fetch_rules, origin
 from include.records import Page, Story, StoryOutcome, problem_outcome
-from include.robots import RobotsCache, RobotsRules, fetch_rules, origin
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ Everything the service needs (socket, key, start lock, pid, log) lives in a per-
 the data directory, which several hosts may mount: a Unix socket, an flock and a pid only mean
 something on the host that made them.
 
-    python -m include.embedding_service   # normally started on demand by the first embed task
+    python -m include.embed.service   # normally started on demand by the first embed task
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def embed(texts: list[str], config: EmbeddingConfig = EmbeddingConfig()) -> np.n
             return embed_remote(texts, config)
         except (OSError, EOFError) as exc:
             log.warning("embedding service unavailable (%s): embedding in this process", exc)
-    from include.embedding import embed_texts
+    from include.embed.model import embed_texts
 
     return embed_texts(texts, config)
 
@@ -118,7 +118,7 @@ def warm_up_in_background(config: EmbeddingConfig = EmbeddingConfig()) -> bool:
     if _reachable(folder):
         return False
     subprocess.Popen(
-        [sys.executable, "-m", "include.embedding_service", "--runtime-dir", str(folder), "--model", config.model_name,
+        [sys.executable, "-m", "include.embed.service", "--runtime-dir", str(folder), "--model", config.model_name,
          "--start-only"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         env=_service_environment())
@@ -158,7 +158,7 @@ def _start(folder: Path, config: EmbeddingConfig) -> None:
         (folder / "embedding.sock").unlink(missing_ok=True)
         with open(log_path, "ab") as log_file:
             service = subprocess.Popen(
-                [sys.executable, "-m", "include.embedding_service", "--runtime-dir", str(folder),
+                [sys.executable, "-m", "include.embed.service", "--runtime-dir", str(folder),
                  "--model", config.model_name],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
                 env=_service_environment(),
@@ -182,7 +182,7 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 def serve(folder: Path, model_name: str, idle_timeout: float = IDLE_TIMEOUT) -> None:
-    from include.embedding import embed_texts, load_model
+    from include.embed.model import embed_texts, load_model
 
     load_model(model_name)  # before listening: a reachable service is a warm one
     path = folder / "embedding.sock"

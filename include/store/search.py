@@ -1,12 +1,12 @@
 """The retrieval API: stories for a query, best first, each with its best chunks; a story's whole text.
 
-    from include.retrieval import Filters, search
+    from include.store.search import Filters, search
     result = search(store, "rust borrow checker", k=5, mode="hybrid", filters=Filters(min_points=10))
 
 Modes: `dense` (the embedding, cosine), `text` (BM25 over the chunk text: exact terms such as a
 library, a CVE id, a name) and `hybrid` (both, fused by reciprocal rank). A store on a Milvus server
 without BM25 (before 2.5) answers `hybrid` with dense results and a notice, and refuses `text`.
-The CLI (`python -m include.search`) and the HTTP API (plugins/hn_providers/api) call these functions.
+The CLI (`python -m include.ops.search`) and the HTTP API (plugins/hn_providers/api) call these functions.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from include.milvus_store import ChunkStore
+from include.store import ChunkStore
 
 MODES = ("hybrid", "dense", "text")
 KINDS = ("page", "comment")
@@ -116,7 +116,7 @@ def search(store: ChunkStore, query: str, k: int = 5, mode: str = "hybrid", filt
     query = check_request(query, k, mode, chunks_per_story)
     expression = filters.expression()
     notice = ""
-    if mode != "dense" and not store.has_full_text():
+    if mode != "dense" and not store.schema.has_full_text():
         if mode == "text":
             raise FullTextUnavailable("this store has no full-text index: its Milvus server predates BM25 "
                                       "(Milvus 2.5); use mode=dense or hybrid")
@@ -124,13 +124,13 @@ def search(store: ChunkStore, query: str, k: int = 5, mode: str = "hybrid", filt
     # Chunks, not stories, come back: ask for enough that k stories survive the grouping.
     candidates = min(16_384, max(50, k * chunks_per_story * 4))
     if mode == "text":
-        hits = store.search_text(query, candidates, expression)
+        hits = store.reader.text(query, candidates, expression)
     else:
         vector = (embed_query or _embed_query)(query)
         if mode == "dense":
-            hits = store.search(vector, candidates, expression)
+            hits = store.reader.dense(vector, candidates, expression)
         else:
-            hits = store.search_hybrid(query, vector, candidates, expression, ranker)
+            hits = store.reader.hybrid(query, vector, candidates, expression, ranker)
     return SearchResult(query, mode, group_by_story(hits, k, chunks_per_story), notice)
 
 
@@ -159,10 +159,10 @@ def group_by_story(hits: list[dict], k: int, chunks_per_story: int) -> list[Stor
 
 def document(store: ChunkStore, story_id: int) -> dict | None:
     """A story's state and all its chunks in order (the whole document behind a hit); None if unknown."""
-    state = store.states([story_id]).get(story_id)
+    state = store.ledger.states([story_id]).get(story_id)
     if state is None:
         return None
-    chunks = store.chunks_of(story_id)
+    chunks = store.reader.chunks_of(story_id)
     return {
         "story_id": story_id,
         "status": state["status"],
@@ -181,6 +181,6 @@ def document(store: ChunkStore, story_id: int) -> dict | None:
 
 def _embed_query(query: str) -> np.ndarray:
     from include.config import EmbeddingConfig
-    from include.embedding_service import embed
+    from include.embed.service import embed
 
     return embed([query], EmbeddingConfig())[0]

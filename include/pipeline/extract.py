@@ -2,7 +2,7 @@
 
 A story's own problems (page 404, not HTML, will not parse, robots.txt says no) become a failed or
 skipped `StoryOutcome` and never stop the batch; an unreachable Hacker News API raises, so Airflow
-retries the task. Pages are fetched politely (include/polite_fetch.py).
+retries the task. Pages are fetched politely (include/crawl/polite_fetch.py).
 """
 
 from __future__ import annotations
@@ -11,26 +11,20 @@ import html
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from include.chunking import TokenCounter, chunk_elements
 from include.config import ChunkConfig, FetchConfig, PolitenessConfig, ThreadConfig, pipeline_fingerprint
-from include.hn_api import HackerNewsClient, story_from_item
-from include.lifecycle import item_hash
-from include.partition import partition_page, partition_text_post
-from include.polite_fetch import PoliteFetcher, Validators
-from include.records import Chunk, Page, Story, StoryOutcome, ThreadOutcome, problem_outcome
-from include.threads import comment_chunks, read_thread, refresh
+from include.crawl.polite_fetch import PoliteFetcher, Validators
+from include.hn.client import HackerNewsClient, story_from_item
+from include.hn.lifecycle import item_hash
+from include.hn.threads import read_thread
+from include.parse.chunking import TokenCounter, chunk_elements
+from include.parse.comments import comment_chunks, refresh
+from include.parse.partition import partition_page, partition_text_post
+from include.records import Chunk, ExtractedBatch, Page, Story, StoryOutcome, problem_outcome
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class ExtractedBatch:
-    chunks: list[Chunk] = field(default_factory=list)
-    outcomes: list[StoryOutcome] = field(default_factory=list)  # one per story of the batch
-    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage, for the run report
-    threads: list[ThreadOutcome] = field(default_factory=list)  # one per comment thread read
 
 
 def extract_batch(

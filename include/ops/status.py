@@ -1,9 +1,9 @@
 """Print what the store holds: chunk and story counts, and every skipped or failed story with its reason.
 
-    python -m include.status            # summary and problems
-    python -m include.status --all      # every story
-    python -m include.status --json     # machine-readable (used by the tests)
-    python -m include.status --json --chunks   # ... with every chunk's text
+    python -m include.ops.status            # summary and problems
+    python -m include.ops.status --all      # every story
+    python -m include.ops.status --json     # machine-readable (used by the tests)
+    python -m include.ops.status --json --chunks   # ... with every chunk's text
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from include.config import CHUNKS_COLLECTION, RetryPolicy
-from include.milvus_client import close_client, open_client, uri_from_environment
-from include.milvus_store import ChunkStore
+from include.store import ChunkStore
+from include.store.client import close_client, open_client, uri_from_environment
 
 
 def main() -> None:
@@ -29,13 +29,13 @@ def main() -> None:
     client = open_client(uri, token)
     try:
         store = ChunkStore(client)
-        store.ensure_collections()
-        stories = store.story_rows()
-        keys = store.all_chunk_keys()
+        store.schema.ensure_collections()
+        stories = store.ledger.story_rows()
+        keys = store.reader.all_keys()
         report = {
             "uri": uri,
-            "index_type": store.index_type(),
-            "chunks": store.chunk_count(),  # count(*): on a server it sees a duplicated key, a query does not
+            "index_type": store.schema.index_type(),
+            "chunks": store.reader.count(),  # count(*): on a server it sees a duplicated key, a query does not
             "distinct_chunk_ids": len({k[0] for k in keys}),
             # (story, comment, chunk index) names a chunk as the pipeline means it: a duplicate under a
             # second key shows as fewer distinct names than rows.
@@ -46,7 +46,7 @@ def main() -> None:
             "story_rows": stories,
         }
         if args.chunks:
-            report["chunk_rows"] = [row for s in report["story_rows"] for row in store.chunks_of(s["story_id"])]
+            report["chunk_rows"] = [row for s in report["story_rows"] for row in store.reader.chunks_of(s["story_id"])]
     finally:
         close_client(client, uri)
     if args.json:
@@ -65,15 +65,15 @@ def main() -> None:
 def store_summary(store: ChunkStore, now: float, max_problems: int = 100) -> dict:
     """Counts, the latest problems (failed and skipped stories, newest first) and freshness: what the
     HTTP API's /status and the UI view show."""
-    stories = store.story_rows()
+    stories = store.ledger.story_rows()
     problems = sorted((s for s in stories if s["status"] != "ingested"), key=lambda s: -s["updated_at"])
     policy = RetryPolicy()
     ingested = [s["updated_at"] for s in stories if s["status"] == "ingested"]
-    newest_posted = store.newest_posted_at()
+    newest_posted = store.reader.newest_posted_at()
     return {
-        "chunks": store.chunk_count(),
+        "chunks": store.reader.count(),
         "stories": dict(Counter(s["status"] for s in stories)),
-        "full_text_search": store.has_full_text(),
+        "full_text_search": store.schema.has_full_text(),
         "problems_total": len(problems),
         "problems": [
             {**{k: s[k] for k in ("story_id", "status", "stage", "reason", "title", "url", "attempts",

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 from protego import Protego
 
 from include.config import USER_AGENT
-from include.fetch import FetchError, PageFetcher
+from include.crawl.fetch import FetchError, PageFetcher
+from include.shared_storage import resolve, write_whole
 
 PRODUCT_TOKEN = USER_AGENT.split("/")[0]  # the name robots.txt groups address: "hn-rag-ingest"
 CACHE_PREFIX = "robots-cache"
@@ -94,8 +95,6 @@ class RobotsCache:
         self.ttl = ttl
 
     def get(self, host: str) -> RobotsRules | None:
-        from include.staging import resolve  # staging imports the extract stage, which imports this
-
         path = resolve(f"{CACHE_PREFIX}/{_key(host)}.json")
         try:
             rules = RobotsRules(**json.loads(path.read_bytes()))
@@ -104,8 +103,6 @@ class RobotsCache:
         return None if rules.expired(self.ttl, time.time()) else rules
 
     def put(self, rules: RobotsRules) -> None:
-        from include.staging import resolve, write_whole
-
         write_whole(resolve(f"{CACHE_PREFIX}/{_key(rules.origin)}.json"), json.dumps(asdict(rules)).encode("utf-8"))
 
 

@@ -93,11 +93,11 @@ def main_content_html(html: str) -> str | None:
     """The page's main content as simple HTML, or None when no main content is found.
 
     Comments are left out, unless the page is a discussion: then the thread is the content. A page is
-    a discussion when it says so, when its main content is a run of posts (`include.discussion`), or
+    a discussion when it says so, when its main content is a run of posts (`include.parse.discussion`), or
     when its own text is a short header above a longer thread."""
     import trafilatura
 
-    from include.discussion import content_is_posts, declares_discussion
+    from include.parse.discussion import content_is_posts, declares_discussion
 
     if declares_discussion(html) and (discussion := _with_comments_html(html)) is not None:
         return discussion

@@ -5,6 +5,11 @@
 - A backfill run takes the stories created in its data interval (Algolia), same filter; with
   `reindex=true` it takes every story of its interval, done or not (and only those).
 - `reindex=true` on any other run takes every story the store knows (ingested or failed).
+- A scheduled or manual run also follows HN: stored stories it lists as changed are compared with their
+  items (edited ones come back, killed or deleted ones are removed by the writer), and threads due for a
+  refresh get batches of their own.
+
+`plan_run` is the whole decision; the `discover_stories` task only calls it.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from include.config import ThreadConfig
-from include.hn_api import HackerNewsClient
-from include.milvus_store import ChunkStore
+from include.config import ChunkConfig, EmbeddingConfig, ThreadConfig, pipeline_fingerprint
+from include.hn.client import HackerNewsClient
+from include.store import ChunkStore
 
 Mode = Literal["new", "backfill", "reindex"]
 
@@ -48,7 +53,7 @@ def select_story_ids(
     `include_done` (a backfill with `reindex=true`) keeps the window's stories already ingested or skipped.
     """
     if mode == "reindex":
-        ids = store.story_ids_with_status("ingested", "failed")
+        ids = store.ledger.story_ids_with_status("ingested", "failed")
     else:
         if mode == "backfill":
             if window is None:
@@ -59,30 +64,86 @@ def select_story_ids(
         now = time.time() if now is None else now
         ids = list(offered) if include_done else _not_done(offered, store, now)
         if mode == "new":
-            retry = [i for i in store.due_failed_ids(now) if i not in set(ids)]
+            retry = [i for i in store.ledger.due_failed_ids(now) if i not in set(ids)]
             ids += sorted(retry, reverse=True)
     return ids[:max_stories] if max_stories else ids
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """What a run was asked to do: its mode, its window (a backfill), and its params."""
+
+    mode: Mode
+    run_id: str
+    window: Window | None = None
+    max_stories: int | None = None
+    batch_size: int = 10
+    reindex: bool = False
+    conditional: bool = True
+    recheck_limit: int = 100  # stored stories /v0/updates.json lists as changed, compared per run
+
+
+@dataclass
+class RunPlan:
+    batches: list[dict]
+    story_ids: list[int]
+    reingest: list[int]  # edited, or back after a removal
+    refresh: list[int]  # threads due
+    removed: dict[int, str]  # killed or deleted on HN: removed by the first batch's writer
+
+
+def plan_run(request: RunRequest, hn: HackerNewsClient, store: ChunkStore, now: float | None = None) -> RunPlan:
+    """The run's micro-batches: its stories, then the threads due; stories killed or deleted on HN ride
+    in the first batch (or one of their own) for its writer to remove, under the writer pool."""
+    from include.pipeline.staging import batch_key, write_json
+
+    now = time.time() if now is None else now
+    story_ids = select_story_ids(request.mode, hn, store, request.window, request.max_stories,
+                                 include_done=request.reindex, now=now)
+    threads, reingest, refresh, removed = ThreadConfig(), [], [], {}
+    if request.mode == "new":
+        reingest, refresh, removed = follow_changes(hn, store, threads, request.recheck_limit, now)
+        story_ids = reingest + [i for i in story_ids if i not in set(reingest)]
+    fingerprint = pipeline_fingerprint(EmbeddingConfig().model_name, ChunkConfig())
+    # An edited story is fetched whole: its page may be unchanged, its title (in every chunk) is not.
+    known = validators([i for i in story_ids if i not in set(reingest)], store, fingerprint) \
+        if request.conditional else {}
+    batches = plan_batches(story_ids, request.batch_size, known, threads.enabled, refresh)
+    for batch in batches:
+        if batch["thread_ids"]:
+            # What the store holds of each thread: extract embeds only comment chunks that changed.
+            stored = store.writer.comment_hashes(batch["thread_ids"])
+            batch["stored_threads"] = write_json(batch_key(request.run_id, batch["number"], ".threads.json"),
+                                                 {str(i): {str(k): h for k, h in hashes.items()}
+                                                  for i, hashes in stored.items()})
+    if removed:
+        if not batches:
+            batches.append({"number": 0, "story_ids": [], "thread_ids": [], "validators": {},
+                            "label": f"batch 0: remove {len(removed)} stories"})
+        batches[0]["removed"] = {str(i): why for i, why in removed.items()}
+    return RunPlan(batches, story_ids, reingest, refresh, removed)
+
+
 def follow_changes(hn: HackerNewsClient, store: ChunkStore, threads: ThreadConfig, recheck_limit: int,
-                   now: float) -> tuple[list[int], list[int]]:
-    """Lifecycle and thread refreshes of a scheduled or manual run: (stories to ingest again, threads due).
+                   now: float) -> tuple[list[int], list[int], dict[int, str]]:
+    """Lifecycle and thread refreshes of a scheduled or manual run: (stories to ingest again, threads due,
+    stories to remove with why).
 
     Stories HN lists as changed and stories whose thread is due are compared with their items: killed
-    or deleted ones are removed from the store here, edited ones come back for a new ingest."""
-    from include.lifecycle import check_stories
+    or deleted ones are to be removed, edited ones come back for a new ingest."""
+    from include.hn.lifecycle import check_stories
 
-    due = store.due_threads(threads, now, threads.refreshes_per_run) if threads.enabled else []
-    candidates = store.recheck_candidates(hn.updated_item_ids(), recheck_limit) if recheck_limit else {}
-    candidates.update(store.states(due))
+    due = store.ledger.due_threads(threads, now, threads.refreshes_per_run) if threads.enabled else []
+    candidates = store.ledger.recheck_candidates(hn.updated_item_ids(), recheck_limit) if recheck_limit else {}
+    candidates.update(store.ledger.states(due))
     changes = check_stories(hn, candidates, now)
-    store.remove_stories(changes.removed)
-    return changes.reingest, [i for i in due if i not in changes.removed and i not in changes.reingest]
+    refresh = [i for i in due if i not in changes.removed and i not in changes.reingest]
+    return changes.reingest, refresh, changes.removed
 
 
 def _not_done(offered: list[int], store: ChunkStore, now: float) -> list[int]:
     """Drop stories already ingested or skipped, and failed ones not due (waiting, or out of attempts)."""
-    states = store.states(offered)
+    states = store.ledger.states(offered)
     return [i for i in offered if (state := states.get(i)) is None or is_due(state, now)]
 
 
@@ -94,7 +155,7 @@ def validators(story_ids: list[int], store: ChunkStore, fingerprint: str) -> dic
     """ETag and Last-Modified of stories stored by this same pipeline (model, chunking): only then
     does a 304 mean the stored chunks are still right. Keys are strings (XCom is JSON)."""
     found = {}
-    for story_id, state in store.states(story_ids).items():
+    for story_id, state in store.ledger.states(story_ids).items():
         if state["status"] == "ingested" and state["fingerprint"] == fingerprint and (
                 state["etag"] or state["last_modified"]):
             found[str(story_id)] = [state["etag"], state["last_modified"]]

@@ -4,7 +4,7 @@ Two signs, neither naming a site: the page says so (schema.org types), or its ma
 posts (elements whose ids share a prefix and differ by a number, such as `p2255211` or `answer-123`,
 with the main text spread over several of them). An article with a comment section has the run too,
 but its main text sits outside it. The third kind, a thread whose page is a short header above the
-comments (HN, lobste.rs), is told by the extraction itself (`include.partition`).
+comments (HN, lobste.rs), is told by the extraction itself (`include.parse.partition`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Search the ingested stories from the command line (the retrieval API of `include.retrieval`).
+"""Search the ingested stories from the command line (the retrieval API of `include.store.search`).
 
-    python -m include.search "how do I test frontend code coverage" -k 5 --mode hybrid --min-points 10
+    python -m include.ops.search "how do I test frontend code coverage" -k 5 --mode hybrid --min-points 10
 
 With Milvus Lite, the database is opened by one process at a time: this waits for a running write
 task to finish (seconds). To search continuously while the scheduler runs, serve the directory with
@@ -14,9 +14,9 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from include.milvus_client import close_client, open_client, uri_from_environment
-from include.milvus_store import ChunkStore
-from include.retrieval import KINDS, MODES, Filters, InvalidQuery, SearchResult, search
+from include.store import ChunkStore
+from include.store.client import close_client, open_client, uri_from_environment
+from include.store.search import KINDS, MODES, Filters, InvalidQuery, SearchResult, search
 
 
 def search_store(query: str, k: int = 5, mode: str = "hybrid", filters: Filters = Filters(),
@@ -26,7 +26,7 @@ def search_store(query: str, k: int = 5, mode: str = "hybrid", filters: Filters 
     client = open_client(uri, token)
     try:
         store = ChunkStore(client)
-        store.ensure_collections()
+        store.schema.ensure_collections()
         return search(store, query, k, mode, filters, chunks_per_story)
     finally:
         close_client(client, uri)

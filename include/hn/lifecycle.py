@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from include.hn_api import HackerNewsClient, story_from_item
+from include.hn.client import HackerNewsClient, story_from_item
 from include.records import Story
 
 log = logging.getLogger(__name__)

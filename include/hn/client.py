@@ -9,11 +9,11 @@ from __future__ import annotations
 import html
 import json
 import logging
-import time
 from dataclasses import dataclass
 
 import requests
 from requests.adapters import HTTPAdapter
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from include.config import ALGOLIA_API_URL, HN_API_URL, USER_AGENT
 from include.records import Story, StoryOutcome
@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 
 class HackerNewsUnavailable(RuntimeError):
     """The API could not be read after retries: the run must fail and be retried by Airflow."""
+
+
+class UnexpectedAnswer(RuntimeError):
+    """An answer other than 200 (5xx, 429, an outage page): retried."""
+
+
+_RETRYABLE = (requests.RequestException, json.JSONDecodeError, UnexpectedAnswer)
 
 
 @dataclass(frozen=True)
@@ -41,20 +48,21 @@ class HackerNewsClient:
         object.__setattr__(self, "_session", session)
 
     def _get_json(self, url: str, params: dict | None = None):
-        """GET and decode JSON, retrying errors, 5xx/429 and truncated bodies with backoff."""
-        last_error = ""
-        for attempt in range(self.attempts):
-            try:
-                response = self._session.get(url, params=params, timeout=self.timeout)
-                if response.status_code == 200:
-                    return response.json()
-                last_error = f"HTTP {response.status_code}"
-            except (requests.RequestException, json.JSONDecodeError) as exc:
-                # A truncated body shows up as a JSON error: worth another try like a 5xx.
-                last_error = f"{type(exc).__name__}: {exc}"
-            if attempt + 1 < self.attempts:
-                time.sleep(0.5 * 2**attempt)
-        raise HackerNewsUnavailable(f"Hacker News API unavailable at {url}: {last_error}")
+        """GET and decode JSON, retrying errors, non-200 answers and truncated bodies with backoff."""
+        retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=wait_exponential(multiplier=0.5),
+                            retry=retry_if_exception_type(_RETRYABLE))
+        try:
+            return retrying(self._get_json_once, url, params)
+        except RetryError as exc:
+            cause = exc.last_attempt.exception()
+            raise HackerNewsUnavailable(f"Hacker News API unavailable at {url}: {type(cause).__name__}: {cause}") \
+                from cause
+
+    def _get_json_once(self, url: str, params: dict | None):
+        response = self._session.get(url, params=params, timeout=self.timeout)
+        if response.status_code != 200:
+            raise UnexpectedAnswer(f"HTTP {response.status_code}")
+        return response.json()  # a truncated body raises a JSON error: worth another try like a 5xx
 
     def new_story_ids(self) -> list[int]:
         """The newest stories (up to 500), newest first."""

@@ -6,8 +6,8 @@ archive table, keeping `HN_INGEST_METADATA_RETENTION_DAYS` (7) days. It runs bes
 needs the metadata DB, which Airflow 3 keeps out of reach of tasks, so it cannot be a DAG):
 `make scheduler` and the compose stack start it; elsewhere, from cron on the scheduler's host:
 
-    python -m include.metadata_cleanup            # once
-    python -m include.metadata_cleanup --every 86400   # daily, in the foreground
+    python -m include.ops.metadata_cleanup            # once
+    python -m include.ops.metadata_cleanup --every 86400   # daily, in the foreground
 """
 
 from __future__ import annotations
