@@ -8,9 +8,14 @@ FROM apache/airflow:3.3.2-python3.11
 ARG PIP_EXTRA_INDEX_URL=""
 ENV PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL}
 COPY requirements.txt constraints.txt requirements-stack.txt /opt/airflow/
+# Everything but this repository's Milvus provider (the `-e ./providers/milvus` line), which is installed
+# on its own below: editing the provider then rebuilds that small layer, not torch and the rest.
 RUN pip install --no-cache-dir torch==2.13.0 \
- && pip install --no-cache-dir -r /opt/airflow/requirements.txt \
+ && grep -v '^-e ./providers/' /opt/airflow/requirements.txt > /opt/airflow/requirements-image.txt \
+ && pip install --no-cache-dir -r /opt/airflow/requirements-image.txt \
  && pip install --no-cache-dir -r /opt/airflow/requirements-stack.txt
+COPY providers/milvus /opt/airflow/providers/milvus
+RUN pip install --no-cache-dir --no-deps /opt/airflow/providers/milvus
 
 COPY dags /opt/airflow/dags
 COPY plugins /opt/airflow/plugins

@@ -18,7 +18,7 @@ export UNSTRUCTURED_DISABLE_NOTICE := 1
 install: $(VENV)/.installed
 
 # torch first and alone: the CPU build on this disk, so nothing later pulls a CUDA build.
-$(VENV)/.installed: requirements.txt constraints.txt
+$(VENV)/.installed: requirements.txt constraints.txt providers/milvus/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
