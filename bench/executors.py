@@ -62,7 +62,7 @@ def main() -> None:
         def env_for(name: str) -> AirflowEnv:
             return AirflowEnv(root / name / "airflow", root / name / "scheduler-data", {
                 **replay.connection_env(),
-                "AIRFLOW_CONN_MILVUS_DEFAULT": json.dumps({"conn_type": "generic", "host": milvus.uri}),
+                "AIRFLOW_CONN_MILVUS_DEFAULT": json.dumps({"conn_type": "milvus", "host": milvus.uri}),
                 "HN_INGEST_STAGING_URL": (root / name / "staging").as_uri(),
                 "HN_INGEST_SCHEDULE_SECONDS": "3600",
                 "HN_INGEST_EMBEDDING_SERVICE_IDLE": "60",

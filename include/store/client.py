@@ -56,13 +56,16 @@ def uri_from_environment() -> tuple[str, str]:
     return uri_from_connection(raw)
 
 
-def open_client(uri: str, token: str = "", lock_timeout: float = 60.0):
-    """A `MilvusClient` for `uri`, waiting up to `lock_timeout` seconds for a locked Lite directory."""
+def open_client(uri: str, token: str = "", lock_timeout: float = 60.0, db_name: str = ""):
+    """A `MilvusClient` for `uri`, waiting up to `lock_timeout` seconds for a locked Lite directory.
+
+    `db_name` is a server's database (empty: its default); Milvus Lite has only the default one.
+    """
     from pymilvus import MilvusClient
 
     if not is_lite_uri(uri):
         try:
-            return MilvusClient(uri=uri, token=token, dedicated=True, grpc_options=QUIET_KEEPALIVE)
+            return MilvusClient(uri=uri, token=token, db_name=db_name, dedicated=True, grpc_options=QUIET_KEEPALIVE)
         except Exception as exc:  # noqa: BLE001 - any connection error means "retry later"
             raise MilvusUnavailable(f"cannot connect to Milvus at {uri}: {exc}") from exc
     path = Path(uri).resolve()
@@ -79,7 +82,7 @@ def open_client(uri: str, token: str = "", lock_timeout: float = 60.0):
             time.sleep(0.2)
         while True:
             try:
-                return MilvusClient(uri=str(path), dedicated=True, grpc_options=QUIET_KEEPALIVE)
+                return MilvusClient(uri=str(path), db_name=db_name, dedicated=True, grpc_options=QUIET_KEEPALIVE)
             except Exception as exc:  # noqa: BLE001 - pymilvus raises a generic error for every cause
                 if lite_is_locked(path) and time.monotonic() < deadline:
                     time.sleep(0.5)  # opened by a process outside this project between the check and here

@@ -29,12 +29,14 @@ from hn_providers.ui import router as ui_router
 def opened_store() -> Iterator:
     from hn_providers.hooks.milvus import MilvusHook
     from include.store import ChunkStore
-    from include.store.client import MilvusUnavailable, close_client
+    from include.store.client import MilvusUnavailable, close_client, open_client
 
-    hook = MilvusHook(lock_timeout=15)
+    # The hook only resolves the connection: the client is opened here, without the hook's stderr
+    # routing (a process-wide fd swap that concurrent requests in threads would undo out of order).
+    settings = MilvusHook().client_kwargs
     try:
-        uri, _ = hook.uri_and_token
-        client = hook.get_conn()
+        uri = settings["uri"]
+        client = open_client(uri, settings["token"], lock_timeout=15, db_name=settings["db_name"])
     except MilvusUnavailable as exc:
         raise HTTPException(503, f"the store is unavailable: {exc}") from exc
     try:

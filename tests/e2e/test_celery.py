@@ -56,7 +56,7 @@ def celery(require_corpus, milvus_server, tmp_path_factory):
     with replay, Postgres(tmp / "pg") as postgres, Redis(tmp / "redis") as redis:
         env = AirflowEnv(tmp / "airflow", tmp / "scheduler-host-data", {
             **replay.connection_env(),
-            "AIRFLOW_CONN_MILVUS_DEFAULT": f'{{"conn_type": "generic", "host": "{milvus_server.uri}"}}',
+            "AIRFLOW_CONN_MILVUS_DEFAULT": f'{{"conn_type": "milvus", "host": "{milvus_server.uri}"}}',
             "HN_INGEST_STAGING_URL": staging.as_uri(),
             "HN_TEST_CRASH_POINTS": str(point.folder),
             "HN_INGEST_REDIS_URL": redis.url.rsplit("/", 1)[0] + "/1",  # per-site limits across the workers

@@ -48,7 +48,7 @@ def clean(replay, tmp_path_factory):
 def server_env(tmp_path, replay, uri: str) -> AirflowEnv:
     env = AirflowEnv(tmp_path / "airflow", tmp_path / "data", {
         **replay.connection_env(),
-        "AIRFLOW_CONN_MILVUS_DEFAULT": json.dumps({"conn_type": "generic", "host": uri}),
+        "AIRFLOW_CONN_MILVUS_DEFAULT": json.dumps({"conn_type": "milvus", "host": uri}),
         "HN_INGEST_STAGING_URL": (tmp_path / "staging").as_uri(),
     })
     env.migrate()

@@ -24,7 +24,7 @@ from hn_providers.hooks.milvus import MilvusHook  # noqa: E402
 @pytest.fixture
 def lite_uri(tmp_path, monkeypatch) -> str:
     uri = str(tmp_path / "milvus.db")
-    monkeypatch.setenv("AIRFLOW_CONN_MILVUS_DEFAULT", json.dumps({"conn_type": "generic", "host": uri}))
+    monkeypatch.setenv("AIRFLOW_CONN_MILVUS_DEFAULT", json.dumps({"conn_type": "milvus", "host": uri}))
     return uri
 
 
@@ -128,7 +128,7 @@ def test_processes_opening_one_lite_directory_at_once_take_turns_without_an_erro
 
 
 def test_a_lite_path_must_end_in_db(tmp_path, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_MILVUS_DEFAULT", json.dumps({"conn_type": "generic", "host": str(tmp_path / "m")}))
+    monkeypatch.setenv("AIRFLOW_CONN_MILVUS_DEFAULT", json.dumps({"conn_type": "milvus", "host": str(tmp_path / "m")}))
     with pytest.raises(MilvusUnavailable, match=r"\.db"):
         MilvusHook().get_conn()
 

@@ -100,7 +100,7 @@ client.close()
 def test_a_database_locked_during_the_write_fails_the_task_and_the_retry_recovers(replay, clean, airflow_home,
                                                                                   tmp_path):
     data = tmp_path / "data"
-    milvus = {"conn_type": "generic", "host": str(data / "milvus.db"), "extra": {"lock_timeout": 3}}
+    milvus = {"conn_type": "milvus", "host": str(data / "milvus.db"), "extra": {"lock_timeout": 3}}
     env = AirflowEnv(airflow_home, data, {**replay.connection_env(), "AIRFLOW_CONN_MILVUS_DEFAULT": json.dumps(milvus)})
     holder = subprocess.Popen([str(BIN / "python"), "-c", HOLDER, str(data), "12"], env=env.env(),
                               stdout=subprocess.PIPE, text=True)
