@@ -43,9 +43,8 @@ keeps a week of run history in the metadata DB.
   a page the site reports unchanged (304) keeps its chunks: nothing is embedded. Only pages stored by
   the same model and chunking settings are asked conditionally. False re-downloads and re-embeds all.
 
-**Backfill**: `airflow backfill create --dag-id hn_ingest --from-date 2020-12-29T00:00:00 --to-date 2020-12-29T01:00:00`
-ingests the stories created in each run's data interval (Algolia HN search); with
-`--dag-run-conf '{"reindex": true}'` each run re-ingests its own interval's stories, done or not.
+**Backfill** goes through the companion DAG `hn_backfill` (same tasks, one run per hour of history):
+`airflow backfill create --dag-id hn_backfill --from-date 2020-12-29T00:00:00+00:00 --to-date 2020-12-29T23:00:00+00:00`.
 
 **Connections**: `milvus_default` (host = Milvus Lite path or server URI; required under the
 CeleryExecutor), `hacker_news_default` (host = Firebase base URL; extra `algolia_url`). Worker setting
@@ -85,8 +84,128 @@ WRITER_POOL = os.environ.get("HN_INGEST_WRITER_POOL", "milvus_writer")
 EMBEDDING_QUEUE = {"queue": q} if (q := os.environ.get("HN_INGEST_EMBEDDING_QUEUE", "").strip()) else {}
 
 
+# hn_backfill's window: one run per this many seconds of history.
+BACKFILL_WINDOW_SECONDS = int(os.environ.get("HN_INGEST_BACKFILL_WINDOW_SECONDS", "3600"))
+DEFAULT_ARGS = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=10),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=5),
+    "execution_timeout": timedelta(minutes=30),
+    # Once a task's retries are spent: an ERROR line, and a webhook POST when `hn_ingest_alerts` is set.
+    "on_failure_callback": IngestFailureNotifier(),
+}
+BACKFILL_DOC = """
+### hn_backfill: the stories of past windows of Hacker News, one run per hour of history
+
+The companion of `hn_ingest` (same tasks, same store, same writer pool): each run takes every story
+created in its data interval (an hour, `HN_INGEST_BACKFILL_WINDOW_SECONDS`), found through Algolia's
+`search_by_date` in one request (a window with more than 1,000 stories is split), within Algolia's
+request budget shared by every worker (`HN_INGEST_ALGOLIA_RATE`, 2.5/s), minus the stories already
+ingested or skipped, cut into mapped batches. A year of history is 8,760 runs, not 2.1 million.
+
+    airflow backfill create --dag-id hn_backfill --from-date 2020-12-29T00:00:00+00:00 --to-date 2020-12-29T23:00:00+00:00
+
+(`--to-date` is the last window's start, inclusive; the UI's backfill dialog does the same.) A rerun
+or a resumed backfill skips what is done. `reindex=true` re-ingests each window's stories, done or not.
+Unpaused, it also runs once an hour for the hour before: a sweep that catches any story the live DAG
+missed (for example while it was stopped longer than `/v0/newstories.json`'s 500 stories).
+"""
+
+
+def run_params(reindex_description: str) -> dict:
+    """The run parameters of both DAGs (the trigger form in the UI, or `-c` JSON)."""
+    return {
+        "reindex": Param(False, type="boolean", description=reindex_description),
+        "max_stories": Param(None, type=["null", "integer"], minimum=1,
+                             description="Take at most this many stories in this run (empty: no cap)."),
+        "batch_size": Param(10, type="integer", minimum=1, maximum=500,
+                            description="Stories per mapped task (one extract, embed and write each)."),
+        "conditional": Param(True, type="boolean",
+                             description="Refetch stored pages with their ETag/Last-Modified: a page the site "
+                                         "reports unchanged (304) keeps its chunks. Off: download and re-embed all."),
+    }
+
+
 def _label_mapped_instance(batch: dict) -> None:
     get_current_context()["batch_label"] = batch["label"]
+
+
+@task(map_index_template=BATCH_LABEL)
+def extract_batch(batch: dict) -> dict:
+    from include.config import ChunkConfig, EmbeddingConfig, FetchConfig, ThreadConfig
+    from include.crawl.polite_fetch import Validators
+    from include.parse.chunking import TokenCounter
+    from include.pipeline.extract import extract_batch as extract
+    from include.pipeline.extract import extract_threads
+    from include.pipeline.staging import batch_key, read_json, write_extracted
+
+    _label_mapped_instance(batch)
+    counter = TokenCounter(EmbeddingConfig().model_name)
+    known = {int(i): Validators(*pair) for i, pair in batch.get("validators", {}).items()}
+    hn = HackerNewsHook().get_conn()
+    extracted = extract(batch["story_ids"], hn, FetchConfig(), ChunkConfig(), counter, known)
+    if batch.get("thread_ids"):
+        stored = {int(i): {int(k): h for k, h in hashes.items()}
+                  for i, hashes in read_json(batch["stored_threads"]).items()}
+        extract_threads(extracted, batch["thread_ids"], stored, hn, ThreadConfig(), ChunkConfig(), counter)
+    key = batch_key(get_current_context()["run_id"], batch["number"], ".json")
+    return {**batch, "extracted": write_extracted(key, extracted), "seconds": extracted.seconds}
+
+@task(map_index_template=BATCH_LABEL, **EMBEDDING_QUEUE)
+def embed_batch(batch: dict) -> dict:
+    from include.embed.service import embed
+    from include.parse.chunking import embedding_input
+    from include.pipeline.staging import read_extracted, write_vectors
+
+    _label_mapped_instance(batch)
+    chunks = read_extracted(batch["extracted"]).chunks
+    started = time.monotonic()
+    vectors = embed([embedding_input(c.title, c.text) for c in chunks])
+    seconds = {**batch["seconds"], "embed": time.monotonic() - started}
+    key = write_vectors(batch["extracted"].removesuffix(".json") + ".npy", vectors)
+    print(f"{batch['label']}: embedded {len(chunks)} chunks in {seconds['embed']:.1f} s")
+    return {**batch, "vectors": key, "seconds": seconds}
+
+@task
+def report_run(results: list[dict]) -> dict:
+    from include.crawl.host_gate import prune_idle_hosts
+    from include.ops.metrics import emit_run_metrics
+    from include.pipeline.staging import prune, remove_run
+
+    # One request for every batch's result; iterating would fetch them one by one and end on a
+    # 404 one past the last, which the task log shows as an ERROR "XCom not found".
+    results = list(results[:])
+    totals: dict[str, int] = {}
+    for result in results:
+        for status, count in result["statuses"].items():
+            totals[status] = totals.get(status, 0) + count
+        for problem in result["problems"]:
+            print(problem)
+    seconds: dict[str, float] = {}
+    for result in results:
+        for stage, value in result.get("seconds", {}).items():
+            seconds[stage] = round(seconds.get(stage, 0.0) + value, 3)
+    summary = {"chunks_written": sum(r["chunks"] for r in results), "stories": totals, "stage_seconds": seconds,
+               "threads_read": sum(r.get("threads", 0) for r in results),
+               "comment_chunks_written": sum(r.get("comment_chunks", 0) for r in results)}
+    print(f"run summary: {json.dumps(summary)}")
+    emit_run_metrics(summary)
+    remove_run(get_current_context()["run_id"])  # the run succeeded: its staging is no longer needed
+    prune()  # failed runs' staging older than two days, from any worker
+    prune_idle_hosts()
+    return summary
+
+
+def ingest_batches(batches) -> None:
+    """The stages after discovery, shared by both DAGs: extract → embed → write (through the writer pool) → report."""
+    extracted = extract_batch.expand(batch=batches.output)
+    embedded = embed_batch.expand(batch=extracted)
+    # The pool bounds writers across every run, backfills and manual runs included (1 slot for Milvus Lite).
+    written = MilvusIngestOperator.partial(
+        task_id="write_batch", map_index_template="{{ task.batch['label'] }}", pool=WRITER_POOL, outlets=[HN_CHUNKS]
+    ).expand(batch=embedded)
+    report_run(written.output)
 
 
 @dag(
@@ -99,100 +218,30 @@ def _label_mapped_instance(batch: dict) -> None:
     max_active_runs=1,
     doc_md=__doc__,
     tags=["hacker-news", "rag", "milvus"],
-    default_args={
-        "retries": 3,
-        "retry_delay": timedelta(seconds=10),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=5),
-        "execution_timeout": timedelta(minutes=30),
-        # Once a task's retries are spent: an ERROR line, and a webhook POST when `hn_ingest_alerts` is set.
-        "on_failure_callback": IngestFailureNotifier(),
-    },
-    params={
-        "reindex": Param(False, type="boolean", description="Re-ingest every story already in the store."),
-        "max_stories": Param(None, type=["null", "integer"], minimum=1,
-                             description="Take at most this many stories in this run (empty: no cap)."),
-        "batch_size": Param(10, type="integer", minimum=1, maximum=500,
-                            description="Stories per mapped task (one extract, embed and write each)."),
-        "conditional": Param(True, type="boolean",
-                             description="Refetch stored pages with their ETag/Last-Modified: a page the site "
-                                         "reports unchanged (304) keeps its chunks. Off: download and re-embed all."),
-    },
+    default_args=DEFAULT_ARGS,
+    params=run_params("Re-ingest every story already in the store."),
 )
 def hn_ingest():
-    @task(map_index_template=BATCH_LABEL)
-    def extract_batch(batch: dict) -> dict:
-        from include.config import ChunkConfig, EmbeddingConfig, FetchConfig, ThreadConfig
-        from include.crawl.polite_fetch import Validators
-        from include.parse.chunking import TokenCounter
-        from include.pipeline.extract import extract_batch as extract
-        from include.pipeline.extract import extract_threads
-        from include.pipeline.staging import batch_key, read_json, write_extracted
-
-        _label_mapped_instance(batch)
-        counter = TokenCounter(EmbeddingConfig().model_name)
-        known = {int(i): Validators(*pair) for i, pair in batch.get("validators", {}).items()}
-        hn = HackerNewsHook().get_conn()
-        extracted = extract(batch["story_ids"], hn, FetchConfig(), ChunkConfig(), counter, known)
-        if batch.get("thread_ids"):
-            stored = {int(i): {int(k): h for k, h in hashes.items()}
-                      for i, hashes in read_json(batch["stored_threads"]).items()}
-            extract_threads(extracted, batch["thread_ids"], stored, hn, ThreadConfig(), ChunkConfig(), counter)
-        key = batch_key(get_current_context()["run_id"], batch["number"], ".json")
-        return {**batch, "extracted": write_extracted(key, extracted), "seconds": extracted.seconds}
-
-    @task(map_index_template=BATCH_LABEL, **EMBEDDING_QUEUE)
-    def embed_batch(batch: dict) -> dict:
-        from include.embed.service import embed
-        from include.parse.chunking import embedding_input
-        from include.pipeline.staging import read_extracted, write_vectors
-
-        _label_mapped_instance(batch)
-        chunks = read_extracted(batch["extracted"]).chunks
-        started = time.monotonic()
-        vectors = embed([embedding_input(c.title, c.text) for c in chunks])
-        seconds = {**batch["seconds"], "embed": time.monotonic() - started}
-        key = write_vectors(batch["extracted"].removesuffix(".json") + ".npy", vectors)
-        print(f"{batch['label']}: embedded {len(chunks)} chunks in {seconds['embed']:.1f} s")
-        return {**batch, "vectors": key, "seconds": seconds}
-
-    @task
-    def report_run(results: list[dict]) -> dict:
-        from include.crawl.host_gate import prune_idle_hosts
-        from include.ops.metrics import emit_run_metrics
-        from include.pipeline.staging import prune, remove_run
-
-        # One request for every batch's result; iterating would fetch them one by one and end on a
-        # 404 one past the last, which the task log shows as an ERROR "XCom not found".
-        results = list(results[:])
-        totals: dict[str, int] = {}
-        for result in results:
-            for status, count in result["statuses"].items():
-                totals[status] = totals.get(status, 0) + count
-            for problem in result["problems"]:
-                print(problem)
-        seconds: dict[str, float] = {}
-        for result in results:
-            for stage, value in result.get("seconds", {}).items():
-                seconds[stage] = round(seconds.get(stage, 0.0) + value, 3)
-        summary = {"chunks_written": sum(r["chunks"] for r in results), "stories": totals, "stage_seconds": seconds,
-                   "threads_read": sum(r.get("threads", 0) for r in results),
-                   "comment_chunks_written": sum(r.get("comment_chunks", 0) for r in results)}
-        print(f"run summary: {json.dumps(summary)}")
-        emit_run_metrics(summary)
-        remove_run(get_current_context()["run_id"])  # the run succeeded: its staging is no longer needed
-        prune()  # failed runs' staging older than two days, from any worker
-        prune_idle_hosts()
-        return summary
-
-    batches = DiscoverStoriesOperator(task_id="discover_stories")
-    extracted = extract_batch.expand(batch=batches.output)
-    embedded = embed_batch.expand(batch=extracted)
-    # The pool bounds writers across every run, backfills and manual runs included (1 slot for Milvus Lite).
-    written = MilvusIngestOperator.partial(
-        task_id="write_batch", map_index_template="{{ task.batch['label'] }}", pool=WRITER_POOL, outlets=[HN_CHUNKS]
-    ).expand(batch=embedded)
-    report_run(written.output)
+    ingest_batches(DiscoverStoriesOperator(task_id="discover_stories"))
 
 
 hn_ingest()
+
+
+@dag(
+    dag_id="hn_backfill",
+    # One run per window of history (an hour: ~55 stories, one Algolia request), however long the backfill.
+    schedule=DeltaDataIntervalTimetable(timedelta(seconds=BACKFILL_WINDOW_SECONDS)),
+    start_date=pendulum.datetime(2006, 10, 9, tz="UTC"),  # Hacker News's first story
+    catchup=False,
+    max_active_runs=4,
+    doc_md=BACKFILL_DOC,
+    tags=["hacker-news", "rag", "milvus", "backfill"],
+    default_args=DEFAULT_ARGS,
+    params=run_params("Re-ingest every story of this run's window, done or not (never the whole store)."),
+)
+def hn_backfill():
+    ingest_batches(DiscoverStoriesOperator(task_id="discover_stories", windowed=True))
+
+
+hn_backfill()

@@ -127,6 +127,8 @@ class PolitenessConfig:
     # Shared limit state: Redis when set (CeleryExecutor: the broker every worker reaches), else files
     # on this machine (every LocalExecutor task and `dags test` run here).
     redis_url: str = field(default_factory=lambda: os.environ.get("HN_INGEST_REDIS_URL", "").strip())
+    # Algolia's HN API allows ~10,000 requests an hour per address: 2.5/s (9,000/h) across every worker.
+    algolia_rate: float = field(default_factory=lambda: float(os.environ.get("HN_INGEST_ALGOLIA_RATE", "2.5")))
 
 
 @dataclass(frozen=True)

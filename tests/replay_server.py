@@ -61,6 +61,8 @@ class ReplayServer:
         self.visits: list[Visit] = []  # every request with its site and timing
         self.robots: dict[int, str] = {}  # site → robots.txt body; a site without one answers 404
         self.newstories_limit = 500  # the real endpoint lists the 500 newest; older ones are in Algolia only
+        self.algolia_max_hits = 1000  # Algolia serves no hit past the first 1,000 of a query
+        self.algolia_searches: list[tuple[float, float]] = []  # (from, to) of each search_by_date
         self._lock = threading.Lock()
         replay = self
 
@@ -277,9 +279,11 @@ class ReplayServer:
                 else:
                     high = min(high, value + 1)
         hits = sorted((s for s in self.live_stories() if low <= s["time"] < high), key=lambda s: -s["time"])
-        per_page = int(query.get("hitsPerPage", ["20"])[0])
+        self.algolia_searches.append((low, high))
+        # Like Algolia: at most 1,000 hits a page, and no hit past the first `algolia_max_hits` of a query.
+        per_page = min(int(query.get("hitsPerPage", ["20"])[0]), 1000)
         page = int(query.get("page", ["0"])[0])
-        window = hits[page * per_page : (page + 1) * per_page]
+        window = hits[: self.algolia_max_hits][page * per_page : (page + 1) * per_page]
         return {
             "hits": [{"objectID": str(s["id"]), "title": s["title"], "url": s.get("url"),
                       "created_at_i": s["time"], "author": s.get("by")} for s in window],

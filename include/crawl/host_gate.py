@@ -107,6 +107,25 @@ class HostGate:
         self.states.update(host, hold)
 
 
+def request_budget(config: PolitenessConfig, name: str, rate: float) -> Callable[[float], bool]:
+    """A rate shared by every worker for one API (`name`), as a function that waits up to the given
+    seconds for a turn and says whether it got one: for Algolia's per-address request budget."""
+    gate = HostGate(_states(config), concurrency=0, rate=rate, lease_seconds=60.0)
+
+    def take_turn(max_wait: float) -> bool:
+        deadline = time.monotonic() + max_wait
+        while True:
+            answer = gate.try_acquire(name)
+            if isinstance(answer, Lease):
+                gate.release(answer)  # a turn, not a slot: only the start rate is limited
+                return True
+            if time.monotonic() + answer.seconds > deadline:
+                return False
+            time.sleep(answer.seconds)
+
+    return take_turn
+
+
 def prune_idle_hosts() -> int:
     """Forget the sites no one asked for an hour (the Redis keys expire by themselves)."""
     directory = data_dir() / "host-limits"
@@ -115,11 +134,13 @@ def prune_idle_hosts() -> int:
 
 def host_gate(config: PolitenessConfig, lease_seconds: float) -> HostGate:
     """The gate the settings ask for: Redis-backed when `HN_INGEST_REDIS_URL` is set, else this machine's files."""
+    return HostGate(_states(config), config.host_concurrency, config.host_rate, lease_seconds)
+
+
+def _states(config: PolitenessConfig) -> HostStates:
     if config.redis_url:
-        states: HostStates = RedisHostStates(config.redis_url)
-    else:
-        states = FileHostStates(data_dir() / "host-limits")
-    return HostGate(states, config.host_concurrency, config.host_rate, lease_seconds)
+        return RedisHostStates(config.redis_url)
+    return FileHostStates(data_dir() / "host-limits")
 
 
 def _safe_name(host: str) -> str:

@@ -1,5 +1,8 @@
 """The story source: the Hacker News Firebase API for new stories and items, Algolia for time windows.
 
+Algolia allows about 10,000 requests an hour per address; `algolia_turn`, when given, waits for a turn
+under a budget shared by every worker (`include.crawl.host_gate.request_budget`) before each call.
+
 Errors of the API itself (down, 5xx, malformed JSON after retries) raise `HackerNewsUnavailable` so
 the Airflow task fails and retries; a story that is missing, dead or malformed is a `StoryOutcome`.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
@@ -38,6 +42,10 @@ class HackerNewsClient:
     algolia_url: str = ALGOLIA_API_URL
     timeout: float = 10.0
     attempts: int = 3
+    # Waits up to the given seconds for a turn to call Algolia; False when none came (None: no budget).
+    algolia_turn: Callable[[float], bool] | None = None
+    # Algolia answers at most this many hits per query (paginationLimitedTo): a longer window is split.
+    algolia_max_hits: int = 1000
 
     def __post_init__(self) -> None:
         session = requests.Session()
@@ -77,24 +85,35 @@ class HackerNewsClient:
 
     def thread(self, story_id: int) -> dict:
         """A story with its whole comment tree in one request (Algolia's items endpoint): nested
-        `children`, each with `id`, `author`, `text` (HTML), `created_at_i`, `parent_id`."""
+        `children`, each with `id`, `author`, `text` (HTML), `created_at_i`, `parent_id`.
+
+        Raises `HackerNewsUnavailable` at once when Algolia's budget has no turn within a second: the
+        caller walks the Firebase items instead, which has no such budget."""
+        self._wait_for_algolia(1.0)
         return self._get_json(f"{self.algolia_url}/items/{story_id}")
 
-    def story_ids_created_between(self, start: int, end: int, page_size: int = 1000) -> list[int]:
-        """Ids of stories created in [start, end) (Unix seconds), oldest first, from Algolia."""
-        ids: list[int] = []
-        page = 0
-        while True:
-            body = self._get_json(f"{self.algolia_url}/search_by_date", params={
-                "tags": "story",
-                "numericFilters": f"created_at_i>={start},created_at_i<{end}",
-                "hitsPerPage": page_size,
-                "page": page,
-            })
-            ids.extend(int(hit["objectID"]) for hit in body.get("hits", []))
-            page += 1
-            if page >= int(body.get("nbPages", 0)):
-                return sorted(set(ids))
+    def story_ids_created_between(self, start: int, end: int) -> list[int]:
+        """Ids of stories created in [start, end) (Unix seconds), oldest first, from Algolia.
+
+        One request per window of at most `algolia_max_hits` stories (an hour of HN is ~55): a window
+        with more is split in halves until each part fits, since Algolia serves no hit past that count."""
+        self._wait_for_algolia(600.0)
+        body = self._get_json(f"{self.algolia_url}/search_by_date", params={
+            "tags": "story",
+            "numericFilters": f"created_at_i>={start},created_at_i<{end}",
+            "hitsPerPage": self.algolia_max_hits,
+        })
+        hits = body.get("hits", [])
+        if int(body.get("nbHits", len(hits))) > len(hits) and end - start > 1:
+            middle = (start + end) // 2
+            return sorted(set(self.story_ids_created_between(start, middle))
+                          | set(self.story_ids_created_between(middle, end)))
+        return sorted({int(hit["objectID"]) for hit in hits})
+
+    def _wait_for_algolia(self, max_wait: float) -> None:
+        if self.algolia_turn is not None and not self.algolia_turn(max_wait):
+            raise HackerNewsUnavailable(f"no turn in Algolia's request budget within {max_wait:.0f} s "
+                                        f"(HN_INGEST_ALGOLIA_RATE requests/s across every worker)")
 
 
 def story_from_item(item_id: int, item: dict | None) -> Story | StoryOutcome:

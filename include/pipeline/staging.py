@@ -4,6 +4,12 @@ XCom carries only keys relative to that base (`<run>/batch-0003.json`), never a 
 every read resolves its key under the base, so a task never depends on the disk of the host that ran
 the task before it. Per batch: `batch-0003.json` (chunks and outcomes of the extract stage) and
 `batch-0003.npy` (their vectors), each written whole or not at all.
+
+Why not Airflow's `XComObjectStorageBackend` (common-io), which also puts large XComs in object
+storage: it is a deployment-wide setting that would change where every DAG's XComs live, it stores
+values as JSON (a batch's vectors as JSON floats are ~3x the `.npy` and slower to parse), and where a
+value goes depends on a size threshold. Explicit keys under one base keep the data path readable
+(`<run>/batch-0003.npy`), leave other DAGs alone, and let a failed run's files wait for its rerun.
 """
 
 from __future__ import annotations

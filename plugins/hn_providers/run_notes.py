@@ -1,4 +1,4 @@
-"""A note on each finished hn_ingest run, so the grid tells a working run from an idle one without logs.
+"""A note on each finished hn_ingest or hn_backfill run, so the grid tells a working run from an idle one without logs.
 
 An Airflow listener (registered by `plugins/hn_ingest_plugin.py`): when a run ends, the scheduler (or
 `airflow dags test`) calls it with the run, inside its own database session; the note is written in
@@ -12,7 +12,7 @@ import logging
 from airflow.listeners import hookimpl
 
 log = logging.getLogger(__name__)
-DAG_ID = "hn_ingest"
+DAG_IDS = ("hn_ingest", "hn_backfill")  # the live DAG and its backfill companion: same tasks
 
 
 def run_note(summary: dict | None, state: str) -> str:
@@ -26,7 +26,7 @@ def run_note(summary: dict | None, state: str) -> str:
 
 
 def _note_run(dag_run) -> None:
-    if dag_run.dag_id != DAG_ID:
+    if dag_run.dag_id not in DAG_IDS:
         return
     from sqlalchemy.orm import object_session
 
@@ -39,7 +39,7 @@ def _note_run(dag_run) -> None:
     from sqlalchemy import select
 
     with create_session() as session:  # `dags test` hands over a detached run
-        attached = session.scalar(select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id == dag_run.run_id))
+        attached = session.scalar(select(DagRun).where(DagRun.dag_id == dag_run.dag_id, DagRun.run_id == dag_run.run_id))
         if attached is not None:
             _write_note(session, attached, dag_run.state)
 
@@ -51,7 +51,7 @@ def _write_note(session, dag_run, state=None) -> None:
     if dag_run.note:  # a note a person wrote stays
         return
     row = session.scalars(select(XComModel).where(
-        XComModel.dag_id == DAG_ID, XComModel.run_id == dag_run.run_id, XComModel.task_id == "report_run",
+        XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id, XComModel.task_id == "report_run",
         XComModel.key == "return_value")).first()
     state = state or dag_run.state
     dag_run.note = run_note(XComModel.deserialize_value(row) if row else None, str(getattr(state, "value", state)))

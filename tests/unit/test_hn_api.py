@@ -85,11 +85,31 @@ def test_truncated_json_is_retried_and_a_dead_api_raises():
             client.new_story_ids()
 
 
-def test_algolia_window_is_paged_and_exact():
+def test_algolia_window_is_exact_and_split_where_algolia_would_cut_it():
     with ReplayServer() as server:
         for i in range(25):
             server.add_item({**BASE, "id": 100 + i, "time": 1000 + i * 10, "url": "https://example.com"})
         server.add_item({**BASE, "id": 999, "time": 1100, "dead": True})
         client = HackerNewsClient(base_url=server.api_url, algolia_url=server.algolia_url)
-        ids = client.story_ids_created_between(1050, 1150, page_size=3)
-        assert ids == list(range(105, 115))
+        assert client.story_ids_created_between(1050, 1150) == list(range(105, 115))
+        assert len(server.algolia_searches) == 1  # a window that fits: one request
+        # Algolia serves no hit past its limit: a window holding more is split until each part fits.
+        server.algolia_max_hits = 3
+        server.algolia_searches.clear()
+        limited = HackerNewsClient(base_url=server.api_url, algolia_url=server.algolia_url, algolia_max_hits=3)
+        assert limited.story_ids_created_between(1050, 1150) == list(range(105, 115))
+        assert 4 <= len(server.algolia_searches) <= 15
+
+
+def test_algolia_calls_wait_for_a_turn_in_the_shared_budget():
+    turns = []
+    with ReplayServer() as server:
+        server.add_item({**BASE, "id": 100, "time": 1000, "url": "https://example.com"})
+        granted = HackerNewsClient(base_url=server.api_url, algolia_url=server.algolia_url,
+                                   algolia_turn=lambda wait: turns.append(wait) or True)
+        assert granted.story_ids_created_between(900, 1100) == [100] and turns == [600.0]
+        refused = HackerNewsClient(base_url=server.api_url, algolia_url=server.algolia_url,
+                                   algolia_turn=lambda wait: False)
+        with pytest.raises(HackerNewsUnavailable, match="Algolia's request budget"):
+            refused.thread(100)
+        assert len(server.algolia_searches) == 1  # the refused call sent nothing

@@ -27,15 +27,19 @@ class HackerNewsHook(BaseHook):
         self.hacker_news_conn_id = hacker_news_conn_id
 
     def get_conn(self):
-        from include.config import ALGOLIA_API_URL, HN_API_URL
+        """The client, its Algolia calls within the request budget every worker shares."""
+        from include.config import ALGOLIA_API_URL, HN_API_URL, PolitenessConfig
+        from include.crawl.host_gate import request_budget
         from include.hn.client import HackerNewsClient
 
+        politeness = PolitenessConfig()
+        budget = request_budget(politeness, "api:algolia", politeness.algolia_rate)
         try:
             connection = self.get_connection(self.hacker_news_conn_id)
         except AirflowNotFoundException:
-            return HackerNewsClient()
+            return HackerNewsClient(algolia_turn=budget)
         base_url = (connection.host or HN_API_URL).rstrip("/")
         if "://" not in base_url:  # an http connection may split the scheme from the host
             base_url = f"{connection.schema or 'https'}://{base_url}"
         algolia_url = (connection.extra_dejson.get("algolia_url") or ALGOLIA_API_URL).rstrip("/")
-        return HackerNewsClient(base_url=base_url, algolia_url=algolia_url)
+        return HackerNewsClient(base_url=base_url, algolia_url=algolia_url, algolia_turn=budget)

@@ -30,13 +30,19 @@ class DiscoverStoriesOperator(BaseOperator):
     downstream task: in the grid an idle run is all skipped, a working run is green.
 
     Params read from the run: ``reindex``, ``max_stories``, ``batch_size``, ``conditional``.
+
+    :param windowed: every run takes the stories created in its data interval (``hn_backfill``), whatever
+        its type, and an idle run ends at once; otherwise (``hn_ingest``) only a backfill run does.
+    :param milvus_conn_id: the Milvus connection.
+    :param hacker_news_conn_id: the Hacker News connection.
     """
 
     ui_color = "#f0e4ff"
 
-    def __init__(self, *, milvus_conn_id: str = MilvusHook.default_conn_name,
+    def __init__(self, *, windowed: bool = False, milvus_conn_id: str = MilvusHook.default_conn_name,
                  hacker_news_conn_id: str = HackerNewsHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.windowed = windowed
         self.milvus_conn_id = milvus_conn_id
         self.hacker_news_conn_id = hacker_news_conn_id
 
@@ -45,7 +51,7 @@ class DiscoverStoriesOperator(BaseOperator):
         if batches:
             return self._with_warm_model(batches)
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
-        if context["dag_run"].run_type == "scheduled" and start is not None:
+        if context["dag_run"].run_type == "scheduled" and start is not None and not self.windowed:
             until = min((end + (end - start)).timestamp() - 1, time.time() + MAX_WATCH_SECONDS)
             if until - time.time() > 2:
                 hn = HackerNewsHook(self.hacker_news_conn_id).get_conn()
@@ -80,9 +86,13 @@ class DiscoverStoriesOperator(BaseOperator):
 
         cpu_started = time.process_time()
         params, dag_run = context["params"], context["dag_run"]
-        mode = run_mode(dag_run.run_type, params["reindex"])
+        mode = "backfill" if self.windowed else run_mode(dag_run.run_type, params["reindex"])
         # A manual run triggered without a logical date (Airflow 3's default) has no data interval.
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        if mode == "backfill" and start is None:
+            raise ValueError(f"{dag_run.dag_id} ingests the window of a run's data interval, and this run has none: "
+                             "create a backfill (`airflow backfill create` or the UI's backfill dialog) or "
+                             "trigger it with a logical date")
         window = Window(int(start.timestamp()), int(end.timestamp())) if mode == "backfill" else None
         request = RunRequest(mode, dag_run.run_id, window, params["max_stories"], params["batch_size"],
                              params["reindex"], params.get("conditional", True), RECHECKS_PER_RUN)
@@ -91,7 +101,8 @@ class DiscoverStoriesOperator(BaseOperator):
             store = milvus.get_store()
             store.schema.ensure_collections()
             plan = plan_run(request, hn, store)
-        self.log.info("%s run: %d stories (%d edited or back), %d thread refreshes, %d to remove, in %d batches; "
-                      "%.2f s CPU", mode, len(plan.story_ids), len(plan.reingest), len(plan.refresh),
+        over = f" over {start} to {end}" if window else ""
+        self.log.info("%s run%s: %d stories (%d edited or back), %d thread refreshes, %d to remove, in %d batches; "
+                      "%.2f s CPU", mode, over, len(plan.story_ids), len(plan.reingest), len(plan.refresh),
                       len(plan.removed), len(plan.batches), time.process_time() - cpu_started)
         return plan.batches
