@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 export DO_NOT_TRACK := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: install run scheduler scheduler-stack test test-deps test-fast replay lint bench bench-peer clean
+.PHONY: install run scheduler scheduler-stack metadata-db test test-deps test-fast replay lint bench bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -42,18 +42,44 @@ run: $(AIRFLOW_HOME)/airflow.db
 	grep -h "run summary\|: failed\|run: " $(AIRFLOW_HOME)/last-run.log | sed 's/^.*\] //' || true
 	$(BIN)/python -m include.ops.status
 
-## The real scheduler path: api-server (UI on 127.0.0.1:8080; HOST=0.0.0.0 to expose it), then, once it
+## The metadata DB of `make scheduler`: Postgres, which backfills need while the scheduler runs (SQLite
+## refuses them under concurrent access). $AIRFLOW__DATABASE__SQL_ALCHEMY_CONN when set; otherwise the
+## database hn_ingest_airflow on this machine's Postgres (Debian's postgresql, installed and started when
+## missing: needs root), with a password made once and kept owner-only in $(AIRFLOW_HOME)/metadata-db.url.
+METADATA_DB_URL := $(AIRFLOW_HOME)/metadata-db.url
+METADATA_DB = $${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-$$(cat $(METADATA_DB_URL))}
+
+metadata-db: $(VENV)/.installed
+	@mkdir -p $(AIRFLOW_HOME)
+	@if [ -z "$$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" ]; then \
+		dpkg -s postgresql > /dev/null 2>&1 || { echo "installing Debian's postgresql"; \
+			export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q postgresql > /dev/null \
+			|| (apt-get update -q > /dev/null && apt-get install -y -q postgresql > /dev/null); }; \
+		pg_lsclusters -h | grep -q online || service postgresql start > /dev/null; \
+		if [ ! -s $(METADATA_DB_URL) ]; then \
+			password=$$($(BIN)/python -c "import secrets; print(secrets.token_hex(24))"); \
+			su postgres -c "psql -qc \"CREATE ROLE hn_ingest LOGIN PASSWORD '$$password'\"" > /dev/null 2>&1 \
+				|| su postgres -c "psql -qc \"ALTER ROLE hn_ingest PASSWORD '$$password'\"" > /dev/null; \
+			su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname = 'hn_ingest_airflow'\"" | grep -q 1 \
+				|| su postgres -c "createdb -O hn_ingest hn_ingest_airflow"; \
+			(umask 077; echo "postgresql+psycopg2://hn_ingest:$$password@127.0.0.1:5432/hn_ingest_airflow" > $(METADATA_DB_URL)); \
+		fi; \
+	fi
+	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(METADATA_DB) $(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 \
+		|| (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	@export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(METADATA_DB); $(ENSURE_WRITER_POOL)
+
+## The real scheduler path, on the Postgres metadata DB above: api-server (UI on 127.0.0.1:8080; HOST=0.0.0.0 to expose it), then, once it
 ## answers, scheduler (LocalExecutor), dag-processor, triggerer, and the daily metadata DB cleanup
 ## (include/ops/metadata_cleanup.py). The JWT secret is made once per
 ## Airflow home. hn_ingest then runs every 15 s; Ctrl-C stops them all.
 ## REPLAY=30 runs it against a local replay of 30 corpus stories instead of the live Hacker News.
-scheduler: $(AIRFLOW_HOME)/airflow.db
+scheduler: metadata-db
 	$(if $(REPLAY),$(BIN)/python -m tests.replay_server --stories $(REPLAY) --) $(MAKE) --no-print-directory scheduler-stack
 
-scheduler-stack: $(AIRFLOW_HOME)/airflow.db
-	$(ENSURE_WRITER_POOL)
+scheduler-stack: metadata-db
 	test -s $(AIRFLOW_HOME)/jwt-secret || (umask 077; $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(48))" > $(AIRFLOW_HOME)/jwt-secret)
-	export AIRFLOW__CORE__EXECUTOR=LocalExecutor \
+	export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(METADATA_DB) AIRFLOW__CORE__EXECUTOR=LocalExecutor \
 		AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(or $(PORT),8080)/execution/ \
 		AIRFLOW__API_AUTH__JWT_SECRET=$${AIRFLOW__API_AUTH__JWT_SECRET:-$$(cat $(AIRFLOW_HOME)/jwt-secret)} \
 		AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \

@@ -219,7 +219,10 @@ def ingest_batches(batches) -> None:
     doc_md=__doc__,
     tags=["hacker-news", "rag", "milvus"],
     default_args=DEFAULT_ARGS,
-    params=run_params("Re-ingest every story already in the store."),
+    params={**run_params("Re-ingest every story already in the store: a reindex that goes on, a slice per run "
+                         "(HN_INGEST_REINDEX_PER_RUN stories after the run's new ones), until every story is done."),
+            "cancel_reindex": Param(False, type="boolean",
+                                    description="Stop a running reindex (the stories done so far stay done).")},
 )
 def hn_ingest():
     ingest_batches(DiscoverStoriesOperator(task_id="discover_stories"))

@@ -20,6 +20,7 @@ USER_AGENT = "hn-rag-ingest/0.1 (Hacker News RAG ingestion; one request per stor
 
 CHUNKS_COLLECTION = "hn_chunks"
 STORIES_COLLECTION = "hn_stories"
+JOBS_COLLECTION = "hn_jobs"  # long jobs that span runs (a reindex): their progress, kept in the store
 EMBEDDING_DIM = 384
 
 

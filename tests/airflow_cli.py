@@ -114,6 +114,21 @@ class AirflowEnv:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
         return result
 
+    def metadata_db(self) -> str:
+        """The metadata DB's SQLAlchemy URL: Postgres when the test set one, else the home's SQLite file."""
+        return self.extra_env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or f"sqlite:///{self.home / 'airflow.db'}"
+
+    def query(self, sql: str, **params) -> list[tuple]:
+        """Rows of a read-only query on the metadata DB (what the scheduler recorded, not what a log says)."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.metadata_db())
+        try:
+            with engine.connect() as db:
+                return [tuple(row) for row in db.execute(text(sql), params)]
+        finally:
+            engine.dispose()
+
     def airflow(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
         return self.run(str(BIN / "airflow"), *args, **kwargs)
 
@@ -145,9 +160,9 @@ class Stack:
 
     env: AirflowEnv
 
-    def runs(self) -> list[dict]:
+    def runs(self, dag_id: str = "hn_ingest") -> list[dict]:
         """The DAG's runs, each with a `run_type` taken from its run id (`scheduled__...`)."""
-        out = self.env.run(str(BIN / "airflow"), "dags", "list-runs", "hn_ingest", "-o", "json", check=False).stdout
+        out = self.env.run(str(BIN / "airflow"), "dags", "list-runs", dag_id, "-o", "json", check=False).stdout
         listing = next((line for line in out.splitlines() if line.startswith("[") and line.rstrip().endswith("]")), "[]")
         runs = json.loads(listing)
         for run in runs:

@@ -32,7 +32,7 @@ def retention_days() -> float:
     return float(os.environ.get("HN_INGEST_METADATA_RETENTION_DAYS", "7"))
 
 
-def clean_command(before: datetime, dag_ids: str = "hn_ingest") -> list[str]:
+def clean_command(before: datetime, dag_ids: str = "hn_ingest,hn_backfill") -> list[str]:
     # `python -m airflow`: the CLI of this environment, wherever its scripts are installed.
     return [sys.executable, "-m", "airflow", "db", "clean", "--clean-before-timestamp", before.isoformat(),
             "--dag-ids", dag_ids, "--tables", TABLES, "--skip-archive", "--yes",

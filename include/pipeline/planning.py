@@ -4,7 +4,11 @@
   skipped, plus failed ones whose next attempt is due (`RetryPolicy`: waits in wall time, not runs).
 - A backfill run takes the stories created in its data interval (Algolia), same filter; with
   `reindex=true` it takes every story of its interval, done or not (and only those).
-- `reindex=true` on any other run takes every story the store knows (ingested or failed).
+- `reindex=true` on any other run begins a reindex of every story the store knows (ingested or failed);
+  that run and every later scheduled or manual run take its next slice (`HN_INGEST_REINDEX_PER_RUN`
+  stories, after the run's new stories) until none is left (`include.store.jobs`): bounded work per run,
+  never more mapped batches than Airflow allows, resumable after any crash, cancellable
+  (`cancel_reindex=true`), and new stories keep their 15 s cadence meanwhile.
 - A scheduled or manual run also follows HN: stored stories it lists as changed are compared with their
   items (edited ones come back, killed or deleted ones are removed by the writer), and threads due for a
   refresh get batches of their own.
@@ -14,6 +18,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -21,8 +26,11 @@ from typing import Literal
 from include.config import ChunkConfig, EmbeddingConfig, ThreadConfig, pipeline_fingerprint
 from include.hn.client import HackerNewsClient
 from include.store import ChunkStore
+from include.store.jobs import ReindexJob, ReindexProgress
 
 Mode = Literal["new", "backfill", "reindex"]
+# Stories of a running reindex each run takes, after its new stories (its throughput against freshness).
+REINDEX_PER_RUN = int(os.environ.get("HN_INGEST_REINDEX_PER_RUN", "50"))
 
 
 def run_mode(run_type: str, reindex: bool) -> Mode:
@@ -48,24 +56,22 @@ def select_story_ids(
     include_done: bool = False,
     now: float | None = None,
 ) -> list[int]:
-    """Story ids for this run, newest first for new stories (freshness), oldest first otherwise.
+    """Story ids for this run, newest first for new stories (freshness), oldest first for a window.
 
     `include_done` (a backfill with `reindex=true`) keeps the window's stories already ingested or skipped.
+    A reindex run takes the new stories like any run; the reindex's own slice comes from `plan_run`.
     """
-    if mode == "reindex":
-        ids = store.ledger.story_ids_with_status("ingested", "failed")
+    if mode == "backfill":
+        if window is None:
+            raise ValueError("a backfill run needs its data interval")
+        offered = hn.story_ids_created_between(window.start, window.end)
     else:
-        if mode == "backfill":
-            if window is None:
-                raise ValueError("a backfill run needs its data interval")
-            offered = hn.story_ids_created_between(window.start, window.end)
-        else:
-            offered = sorted(set(hn.new_story_ids()), reverse=True)
-        now = time.time() if now is None else now
-        ids = list(offered) if include_done else _not_done(offered, store, now)
-        if mode == "new":
-            retry = [i for i in store.ledger.due_failed_ids(now) if i not in set(ids)]
-            ids += sorted(retry, reverse=True)
+        offered = sorted(set(hn.new_story_ids()), reverse=True)
+    now = time.time() if now is None else now
+    ids = list(offered) if include_done else _not_done(offered, store, now)
+    if mode != "backfill":
+        retry = [i for i in store.ledger.due_failed_ids(now) if i not in set(ids)]
+        ids += sorted(retry, reverse=True)
     return ids[:max_stories] if max_stories else ids
 
 
@@ -81,6 +87,9 @@ class RunRequest:
     reindex: bool = False
     conditional: bool = True
     recheck_limit: int = 100  # stored stories /v0/updates.json lists as changed, compared per run
+    cancel_reindex: bool = False
+    max_batches: int = 1024  # Airflow's [core] max_map_length: a run never maps more
+    reindex_per_run: int = REINDEX_PER_RUN
 
 
 @dataclass
@@ -90,38 +99,76 @@ class RunPlan:
     reingest: list[int]  # edited, or back after a removal
     refresh: list[int]  # threads due
     removed: dict[int, str]  # killed or deleted on HN: removed by the first batch's writer
+    reindex_slice: list[int]  # this run's part of a running reindex
+    reindex: ReindexProgress | None = None  # before this run's slice
 
 
 def plan_run(request: RunRequest, hn: HackerNewsClient, store: ChunkStore, now: float | None = None) -> RunPlan:
-    """The run's micro-batches: its stories, then the threads due; stories killed or deleted on HN ride
-    in the first batch (or one of their own) for its writer to remove, under the writer pool."""
-    from include.pipeline.staging import batch_key, write_json
-
+    """The run's micro-batches: its new stories, the next slice of a running reindex, then the threads
+    due; stories killed or deleted on HN ride in the first batch (or one of their own) for its writer to
+    remove, under the writer pool. Never more than `request.max_batches` batches."""
     now = time.time() if now is None else now
     story_ids = select_story_ids(request.mode, hn, store, request.window, request.max_stories,
-                                 include_done=request.reindex, now=now)
+                                 include_done=request.reindex and request.mode == "backfill", now=now)
     threads, reingest, refresh, removed = ThreadConfig(), [], [], {}
-    if request.mode == "new":
+    if request.mode != "backfill":
         reingest, refresh, removed = follow_changes(hn, store, threads, request.recheck_limit, now)
         story_ids = reingest + [i for i in story_ids if i not in set(reingest)]
+    story_ids = story_ids[: request.max_batches * request.batch_size]
+    reindex_slice, progress, job = _reindex_slice(request, store, story_ids, len(refresh), now)
     fingerprint = pipeline_fingerprint(EmbeddingConfig().model_name, ChunkConfig())
     # An edited story is fetched whole: its page may be unchanged, its title (in every chunk) is not.
     known = validators([i for i in story_ids if i not in set(reingest)], store, fingerprint) \
         if request.conditional else {}
-    batches = plan_batches(story_ids, request.batch_size, known, threads.enabled, refresh)
-    for batch in batches:
-        if batch["thread_ids"]:
-            # What the store holds of each thread: extract embeds only comment chunks that changed.
-            stored = store.writer.comment_hashes(batch["thread_ids"])
-            batch["stored_threads"] = write_json(batch_key(request.run_id, batch["number"], ".threads.json"),
-                                                 {str(i): {str(k): h for k, h in hashes.items()}
-                                                  for i, hashes in stored.items()})
+    if job is not None and job.conditional:
+        known.update(validators(reindex_slice, store, fingerprint))
+    spare = request.max_batches - _batch_count(len(story_ids) + len(reindex_slice), request.batch_size)
+    refresh = refresh[: max(0, spare) * request.batch_size]
+    batches = plan_batches(story_ids + reindex_slice, request.batch_size, known, threads.enabled, refresh)
+    _stage_stored_threads(batches, store, request.run_id)
     if removed:
         if not batches:
             batches.append({"number": 0, "story_ids": [], "thread_ids": [], "validators": {},
                             "label": f"batch 0: remove {len(removed)} stories"})
         batches[0]["removed"] = {str(i): why for i, why in removed.items()}
-    return RunPlan(batches, story_ids, reingest, refresh, removed)
+    return RunPlan(batches, story_ids, reingest, refresh, removed, reindex_slice, progress)
+
+
+def _reindex_slice(request: RunRequest, store: ChunkStore, story_ids: list[int], refreshes: int,
+                   now: float) -> tuple[list[int], ReindexProgress | None, ReindexJob | None]:
+    """Start or cancel a reindex as asked, then this run's slice of it (what the run's batches leave room for)."""
+    if request.cancel_reindex:
+        store.jobs.cancel_reindex(now)
+    if request.mode == "reindex":
+        store.jobs.start_reindex(request.conditional, now)
+    job = store.jobs.reindex() if request.mode != "backfill" else None
+    if job is None or not job.active:
+        return [], None, job
+    progress = store.jobs.reindex_progress(job, now)
+    room = (request.max_batches - _batch_count(len(story_ids), request.batch_size)
+            - _batch_count(refreshes, request.batch_size)) * request.batch_size
+    size = min(request.reindex_per_run, room)
+    if size <= 0:  # this run's own stories fill it: the reindex goes on in the next
+        return [], progress, job
+    taken = set(story_ids)
+    wanted = store.jobs.next_reindex_slice(job, size + len(taken))
+    return [i for i in wanted if i not in taken][:size], progress, job
+
+
+def _batch_count(stories: int, batch_size: int) -> int:
+    return -(-stories // batch_size)
+
+
+def _stage_stored_threads(batches: list[dict], store: ChunkStore, run_id: str) -> None:
+    """What the store holds of each thread, staged per batch: extract embeds only comment chunks that changed."""
+    from include.pipeline.staging import batch_key, write_json
+
+    for batch in batches:
+        if batch["thread_ids"]:
+            stored = store.writer.comment_hashes(batch["thread_ids"])
+            batch["stored_threads"] = write_json(batch_key(run_id, batch["number"], ".threads.json"),
+                                                 {str(i): {str(k): h for k, h in hashes.items()}
+                                                  for i, hashes in stored.items()})
 
 
 def follow_changes(hn: HackerNewsClient, store: ChunkStore, threads: ThreadConfig, recheck_limit: int,

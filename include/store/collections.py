@@ -1,7 +1,8 @@
 """What every part of the store shares: how rows are read (paged, strongly consistent) and clipped.
 
 The two collections: `hn_chunks`, one row per chunk (keys in `include.records.chunk_key`), and
-`hn_stories`, one row per story seen: the pipeline's progress, kept beside the data.
+`hn_stories`, one row per story seen: the pipeline's progress, kept beside the data; `hn_jobs`, one
+row per job that spans runs (a reindex).
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ import logging
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from include.config import CHUNKS_COLLECTION, STORIES_COLLECTION
+from include.config import CHUNKS_COLLECTION, JOBS_COLLECTION, STORIES_COLLECTION
 
 # A server's default ("Bounded") lets a read miss writes of the last seconds: a run could take a story
 # the previous run has just ingested for new, or a write its own earlier state. Reads see every write.
 CONSISTENCY = "Strong"
 WRITE_SLICE = 1_000  # rows per upsert, and per page of a streamed read
-PRIMARY_KEY = {CHUNKS_COLLECTION: "id", STORIES_COLLECTION: "story_id"}
+PRIMARY_KEY = {CHUNKS_COLLECTION: "id", STORIES_COLLECTION: "story_id", JOBS_COLLECTION: "name"}
 
 
 def query_all(client, collection: str, filter_: str, fields: list[str], page: int = 10_000) -> list[dict]:
@@ -33,6 +34,17 @@ def pages(client, collection: str, filter_: str, fields: list[str], page: int) -
             yield [dict(r) for r in batch]
     finally:
         iterator.close()
+
+
+def count(client, collection: str, filter_: str = "") -> int:
+    rows = client.query(collection, filter=filter_, output_fields=["count(*)"], consistency_level=CONSISTENCY)
+    return int(rows[0]["count(*)"])
+
+
+def first_page(client, collection: str, filter_: str, fields: list[str], limit: int) -> list[dict]:
+    """The first `limit` rows matching `filter_` in primary-key order (a query iterator's first page):
+    work taken a slice at a time, whatever the collection holds."""
+    return next(pages(client, collection, filter_, fields, limit), [])
 
 
 def domain_of(url: str) -> str:

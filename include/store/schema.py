@@ -16,6 +16,7 @@ from include.config import EMBEDDING_DIM
 from include.store.collections import (
     CHUNKS_COLLECTION,
     CONSISTENCY,
+    JOBS_COLLECTION,
     PRIMARY_KEY,
     STORIES_COLLECTION,
     WRITE_SLICE,
@@ -35,7 +36,8 @@ VERSION_PROPERTY = "hn_ingest.schema_version"
 # v3: comment threads. hn_chunks gains comment_id, author, thread_path, content_hash; hn_stories gains
 # posted_at, points, comments, the item's hash (edits) and the thread's read time, refresh steps done and
 # comment chunk count.
-SCHEMA_VERSIONS = {CHUNKS_COLLECTION: 3, STORIES_COLLECTION: 3}
+# hn_jobs (v1) came with resumable reindexes; a store without it gains it empty.
+SCHEMA_VERSIONS = {CHUNKS_COLLECTION: 3, STORIES_COLLECTION: 3, JOBS_COLLECTION: 1}
 # Fields an older row lacks, and what they mean for it: no retry scheduled, no validators known; a
 # chunk's story time and counts unknown (0) until the story is ingested again; a page chunk has no
 # comment fields; the thread never read (so it is read by a later run). A chunk's domain is its URL's.
@@ -45,6 +47,7 @@ DEFAULTS = {
                          "item_hash": ""},
     CHUNKS_COLLECTION: {"kind": "page", "posted_at": 0, "points": 0, "comments": 0, "comment_id": 0, "author": "",
                         "thread_path": "", "content_hash": ""},
+    JOBS_COLLECTION: {},
 }
 
 
@@ -97,7 +100,7 @@ class StoreSchema:
         function and drops it silently from the schema: then the chunks go without full text."""
         collection = collection or name
         full_text = name == CHUNKS_COLLECTION
-        schema = chunks_schema(full_text) if full_text else stories_schema()
+        schema = chunks_schema(full_text) if full_text else _SCHEMAS[name]()
         self.client.create_collection(collection, schema=schema, consistency_level=CONSISTENCY)
         if full_text and not self.client.describe_collection(collection).get("functions"):
             self.client.drop_collection(collection)
@@ -113,7 +116,7 @@ class StoreSchema:
             if self._collection_has_full_text(collection):
                 self._ensure_index(collection, FULL_TEXT_FIELD, "SPARSE_INVERTED_INDEX", "BM25", {})
         else:
-            self._ensure_index(collection, "unused_vector", "FLAT", "L2", {})
+            self._ensure_index(collection, "unused_vector", "FLAT", "L2", {})  # hn_stories, hn_jobs
 
     def _ensure_index(self, collection: str, field: str, index_type: str, metric: str, params: dict) -> None:
         if field in self.client.list_indexes(collection, field_name=field):
@@ -230,3 +233,17 @@ def stories_schema():
     # Milvus requires a vector field in every collection; this one is never searched.
     schema.add_field("unused_vector", DataType.FLOAT_VECTOR, dim=2)
     return schema
+
+
+def jobs_schema():
+    from pymilvus import DataType, MilvusClient
+
+    schema = MilvusClient.create_schema(auto_id=False, description="Jobs that span runs (a reindex)")
+    schema.add_field("name", DataType.VARCHAR, max_length=64, is_primary=True)
+    schema.add_field("state", DataType.VARCHAR, max_length=8192)  # JSON: include.store.jobs
+    schema.add_field("updated_at", DataType.INT64)
+    schema.add_field("unused_vector", DataType.FLOAT_VECTOR, dim=2)  # Milvus requires a vector field
+    return schema
+
+
+_SCHEMAS = {CHUNKS_COLLECTION: chunks_schema, STORIES_COLLECTION: stories_schema, JOBS_COLLECTION: jobs_schema}

@@ -47,5 +47,3 @@ def test_a_backfill_with_reindex_takes_its_own_window_only(world):
     assert select_story_ids("backfill", hn, store, window) == [103]
     # reindex=true on a backfill run: every story of the interval, done or not, and nothing else.
     assert select_story_ids("backfill", hn, store, window, include_done=True) == [101, 102, 103]
-    # The full reindex (a manual run) is what re-embeds the whole store.
-    assert select_story_ids("reindex", hn, store) == [101]

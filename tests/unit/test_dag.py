@@ -12,13 +12,13 @@ from include.config import PROJECT_ROOT
 HEAVY = ("torch", "sentence_transformers", "unstructured", "pymilvus", "trafilatura", "include.embed.model")
 
 
-def load_dag():
+def load_dag(dag_id: str = "hn_ingest"):
     for folder in ("dags", "plugins"):
         if str(PROJECT_ROOT / folder) not in sys.path:
             sys.path.insert(0, str(PROJECT_ROOT / folder))
     import hn_ingest
 
-    return hn_ingest.hn_ingest()
+    return getattr(hn_ingest, dag_id)()
 
 
 def test_dag_file_parses_without_heavy_imports():
@@ -54,6 +54,17 @@ def test_dag_shape_and_contracts():
     for task in dag.task_dict.values():
         callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
         assert any(type(c).__name__ == "IngestFailureNotifier" for c in callbacks), task.task_id
+
+
+def test_the_backfill_dag_runs_the_same_stages_one_run_per_hour_of_history():
+    live, backfill = load_dag(), load_dag("hn_backfill")
+    assert set(backfill.task_dict) == set(live.task_dict)
+    assert backfill.task_dict["discover_stories"].windowed and not live.task_dict["discover_stories"].windowed
+    # A window of an hour: a year of history is 8,760 runs (the live DAG's 15 s intervals made 2.1 million).
+    assert type(backfill.timetable).__name__ == "DeltaDataIntervalTimetable"
+    assert backfill.timetable.delta.total_seconds() == 3600
+    assert backfill.catchup is False and backfill.task_dict["write_batch"].pool == "milvus_writer"
+    assert set(backfill.params.keys()) == set(live.params.keys())
 
 
 def test_embedding_queue_and_writer_pool_are_settings():

@@ -21,6 +21,13 @@ MAX_WATCH_SECONDS = 30
 RECHECKS_PER_RUN = int(os.environ.get("HN_INGEST_RECHECKS_PER_RUN", "100"))
 
 
+def max_map_length() -> int:
+    """Airflow's cap on one task's mapped instances ([core] max_map_length): a run never plans more batches."""
+    from airflow.sdk.configuration import conf
+
+    return conf.getint("core", "max_map_length", fallback=1024)
+
+
 class DiscoverStoriesOperator(BaseOperator):
     """Return the run's micro-batches (``include.pipeline.planning``); skip the run when there is nothing to do.
 
@@ -29,7 +36,7 @@ class DiscoverStoriesOperator(BaseOperator):
     the task at once (freshness). A run with nothing to ingest ends *skipped*, and with it every
     downstream task: in the grid an idle run is all skipped, a working run is green.
 
-    Params read from the run: ``reindex``, ``max_stories``, ``batch_size``, ``conditional``.
+    Params read from the run: ``reindex``, ``cancel_reindex``, ``max_stories``, ``batch_size``, ``conditional``.
 
     :param windowed: every run takes the stories created in its data interval (``hn_backfill``), whatever
         its type, and an idle run ends at once; otherwise (``hn_ingest``) only a backfill run does.
@@ -95,7 +102,8 @@ class DiscoverStoriesOperator(BaseOperator):
                              "trigger it with a logical date")
         window = Window(int(start.timestamp()), int(end.timestamp())) if mode == "backfill" else None
         request = RunRequest(mode, dag_run.run_id, window, params["max_stories"], params["batch_size"],
-                             params["reindex"], params.get("conditional", True), RECHECKS_PER_RUN)
+                             params["reindex"], params.get("conditional", True), RECHECKS_PER_RUN,
+                             cancel_reindex=params.get("cancel_reindex", False), max_batches=max_map_length())
         hn = HackerNewsHook(self.hacker_news_conn_id).get_conn()
         with MilvusHook(milvus_conn_id=self.milvus_conn_id) as milvus:
             store = milvus.get_store()
@@ -105,4 +113,9 @@ class DiscoverStoriesOperator(BaseOperator):
         self.log.info("%s run%s: %d stories (%d edited or back), %d thread refreshes, %d to remove, in %d batches; "
                       "%.2f s CPU", mode, over, len(plan.story_ids), len(plan.reingest), len(plan.refresh),
                       len(plan.removed), len(plan.batches), time.process_time() - cpu_started)
+        if plan.reindex is not None:
+            left = plan.reindex.seconds_left
+            self.log.info("reindex: %d of %d stories done, this run takes %d more%s", plan.reindex.done,
+                          plan.reindex.total, len(plan.reindex_slice),
+                          f", about {left / 60:.0f} min left" if left is not None else "")
         return plan.batches
