@@ -1,13 +1,13 @@
-"""Move the store from Milvus Lite to a Milvus server: both collections, every stored field, nothing re-embedded.
+"""Move the store from Milvus Lite to a Milvus server: every collection and stored field, nothing re-embedded.
 
     python -m include.ops.move_store --from data/milvus.db --to http://127.0.0.1:19530 [--token T]
 
-The target's collections are made by the project's schema code (`StoreSchema.ensure_collections`: the
+The target's collections (`hn_chunks`, `hn_stories`, `hn_jobs`) are made by the project's schema code (`StoreSchema.ensure_collections`: the
 IVF_FLAT index, BM25 where the server has it, the schema version). Each collection is then read a page at
 a time and upserted by primary key, so the command holds one page, not the store, and a rerun after a crash
 or a lost connection writes the same keys again and finishes the job. The BM25 vectors are not copied: the
-target computes them from the text (a server before 2.5 has none). Chunks go first and story states last,
-as the writer does. At the end each collection must count as many rows on both sides; if not, the command
+target computes them from the text (a server before 2.5 has none). Chunks go first, story states after
+them, as the writer does, then jobs (a reindex's progress is counted from the states). At the end each collection must count as many rows on both sides; if not, the command
 exits 1 and says which.
 
 Pause `hn_ingest` first (or move again once it is paused): a write to the source during the copy may be
@@ -25,12 +25,13 @@ from pathlib import Path
 
 from include.config import CHUNKS_COLLECTION, STORIES_COLLECTION
 from include.store.client import MilvusUnavailable, close_client, is_lite_uri, open_client
-from include.store.collections import CONSISTENCY, PRIMARY_KEY, WRITE_SLICE, pages
-from include.store.schema import StoreSchema
+from include.store.collections import PRIMARY_KEY, WRITE_SLICE, count, pages
+from include.store.schema import SCHEMA_VERSIONS, StoreSchema
 
 log = logging.getLogger(__name__)
 
-ORDER = (CHUNKS_COLLECTION, STORIES_COLLECTION)  # states last, as the chunk writer does
+REQUIRED = (CHUNKS_COLLECTION, STORIES_COLLECTION)  # what makes a store a hn_ingest store
+ORDER = [*REQUIRED, *(name for name in SCHEMA_VERSIONS if name not in REQUIRED)]  # chunks, states, then jobs
 PAGE = 5_000  # rows read per page; each Milvus Lite page costs a pass over the collection, so not too few
 
 
@@ -39,14 +40,14 @@ class MoveIncomplete(RuntimeError):
 
 
 def move_store(source, target, page: int = PAGE) -> dict[str, int]:
-    """Copy `hn_chunks` and `hn_stories` from `source` to `target` (`pymilvus.MilvusClient`s).
+    """Copy every collection of the store from `source` to `target` (`pymilvus.MilvusClient`s).
 
     :param source: the store to read (a Milvus Lite directory's client).
     :param target: the store to write (a Milvus server's client); its collections are created when missing.
     :param page: rows read per page.
     :return: rows copied per collection. Raises `MoveIncomplete` when the counts differ afterwards.
     """
-    missing = [name for name in ORDER if not source.has_collection(name)]
+    missing = [name for name in REQUIRED if not source.has_collection(name)]
     if missing:
         raise MoveIncomplete(f"the source has no {' or '.join(missing)}: it is not a hn_ingest store")
     source_schema, target_schema = StoreSchema(source), StoreSchema(target)
@@ -59,14 +60,14 @@ def move_store(source, target, page: int = PAGE) -> dict[str, int]:
         if absent:
             raise MoveIncomplete(f"{name} in the source lacks the fields {absent}: open it with this release first")
         copied[name], started = 0, time.monotonic()
-        for rows in pages(source, name, f"{PRIMARY_KEY[name]} >= 0", fields, page):
+        for rows in pages(source, name, every_row(source, name), fields, page):
             for start in range(0, len(rows), WRITE_SLICE):
                 target.upsert(name, rows[start : start + WRITE_SLICE])
             copied[name] += len(rows)
             log.info("%s: %d rows copied (%.0f s)", name, copied[name], time.monotonic() - started)
     differences = []
     for name in ORDER:
-        have, got = count(source, name), count(target, name)
+        have, got = count(source, name), count(target, name)  # count(*): a key stored twice counts twice
         if have != got:
             why = "the target holds rows the source does not (an earlier store moved there?)" if got > have else \
                 "rows are missing in the target (run the command again)"
@@ -76,10 +77,11 @@ def move_store(source, target, page: int = PAGE) -> dict[str, int]:
     return copied
 
 
-def count(client, name: str) -> int:
-    """count(*): on a server a key written twice by insert would count twice, as a move must not do."""
-    rows = client.query(name, filter="", output_fields=["count(*)"], consistency_level=CONSISTENCY)
-    return int(rows[0]["count(*)"])
+def every_row(client, name: str) -> str:
+    """A filter every row matches (a query iterator needs one): on its primary key, an id or a name."""
+    key = PRIMARY_KEY[name]
+    field = next(f for f in client.describe_collection(name)["fields"] if f["name"] == key)
+    return f'{key} != ""' if getattr(field["type"], "name", "") == "VARCHAR" else f"{key} >= 0"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,12 +16,12 @@ import sys
 import numpy as np
 import pytest
 
-from include.config import CHUNKS_COLLECTION, PROJECT_ROOT, STORIES_COLLECTION
-from include.ops.move_store import MoveIncomplete, count, move_store
+from include.config import CHUNKS_COLLECTION, JOBS_COLLECTION, PROJECT_ROOT, STORIES_COLLECTION
+from include.ops.move_store import ORDER, MoveIncomplete, every_row, move_store
 from include.records import Chunk, StoryOutcome, ThreadOutcome
 from include.store import ChunkStore
 from include.store.client import close_client, open_client
-from include.store.collections import PRIMARY_KEY, pages
+from include.store.collections import PRIMARY_KEY, count, pages
 from include.store.ledger import StoryLedger
 from include.store.schema import StoreSchema
 
@@ -30,7 +30,8 @@ STORY_IDS = [41_000_000 + 1_000 * i for i in range(INGESTED + 4)]
 
 
 def write_source(uri: str) -> None:
-    """A store as the pipeline writes it: 20 ingested stories with pages and threads, 2 failed, 2 skipped."""
+    """A store as the pipeline writes it: 20 ingested stories with pages and threads, 2 failed, 2 skipped,
+    and a reindex job under way."""
     rng = np.random.default_rng(7)
     client = open_client(uri)
     try:
@@ -57,6 +58,7 @@ def write_source(uri: str) -> None:
                                                stage="fetch", retry_after=120.0) for i in failed]
                                  + [StoryOutcome(i, "skipped", f"Story {i}", "", "title only", stage="item")
                                     for i in skipped])
+        store.jobs.start_reindex(conditional=True, now=1_700_000_000)
     finally:
         close_client(client, uri)
 
@@ -75,11 +77,11 @@ def move(source: str, target: str, *options: str) -> subprocess.CompletedProcess
 
 
 def snapshot(client, fields_from) -> dict[str, dict]:
-    """Every row of both collections by primary key, with the fields the target stores."""
+    """Every row of every collection by primary key, with the fields the target stores."""
     rows = {}
-    for name in (CHUNKS_COLLECTION, STORIES_COLLECTION):
+    for name in ORDER:
         fields = StoreSchema(fields_from).stored_fields(name)
-        rows[name] = {row[PRIMARY_KEY[name]]: row for page in pages(client, name, f"{PRIMARY_KEY[name]} >= 0", fields, 700)
+        rows[name] = {row[PRIMARY_KEY[name]]: row for page in pages(client, name, every_row(client, name), fields, 700)
                       for row in page}
     return rows
 
@@ -114,6 +116,7 @@ def test_the_whole_store_comes_across_and_a_second_run_changes_nothing(source, f
         assert len(expected[CHUNKS_COLLECTION]) == INGESTED * (PAGE_CHUNKS + COMMENT_CHUNKS) > 1_000
         assert len(expected[STORIES_COLLECTION]) == len(STORY_IDS)
         assert {r["status"] for r in expected[STORIES_COLLECTION].values()} == {"ingested", "failed", "skipped"}
+        assert list(expected[JOBS_COLLECTION]) == ["reindex"]
         assert_same_rows(expected, found)
         counts = {name: count(target, name) for name in expected}
     finally:
@@ -152,7 +155,8 @@ def test_a_move_cut_off_midway_is_finished_by_the_next_run(source, fresh_milvus_
         assert 0 < count(target, CHUNKS_COLLECTION) < count(lite, CHUNKS_COLLECTION)
         target.upsert = upsert
         copied = move_store(lite, target, page=400)
-        assert copied == {CHUNKS_COLLECTION: count(lite, CHUNKS_COLLECTION), STORIES_COLLECTION: len(STORY_IDS)}
+        assert copied == {CHUNKS_COLLECTION: count(lite, CHUNKS_COLLECTION), STORIES_COLLECTION: len(STORY_IDS),
+                          JOBS_COLLECTION: 1}
         assert_same_rows(snapshot(lite, target), snapshot(target, target))
     finally:
         close_client(lite, source)
