@@ -162,14 +162,18 @@ class MilvusHook(BaseHook):
         self.close()
 
     def test_connection(self) -> tuple[bool, str]:
-        """Connect and list the collections: what the UI's Test button shows."""
-        opened_here = "conn" not in self.__dict__
+        """Connect and list the collections: (success, the message the UI's Test button shows)."""
         try:
             uri = self.client_kwargs["uri"]
+        except Exception as exc:  # noqa: BLE001 - every failure is a message for the UI
+            return False, str(exc)
+        opened_here = "conn" not in self.__dict__
+        try:
             collections = self.list_collections()
             version = self.conn.get_server_version()
-        except Exception as exc:  # noqa: BLE001 - every failure is a message for the form
-            return False, f"Cannot use Milvus connection {self.milvus_conn_id!r}: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001
+            # pymilvus' exceptions keep the server's words in `message`; their str() wraps it in a repr.
+            return False, f"Cannot list the collections of Milvus at {uri}: {getattr(exc, 'message', None) or exc}"
         finally:
             if opened_here:
                 self.close()
@@ -207,9 +211,16 @@ class MilvusHook(BaseHook):
     def count(self, collection_name: str, filter: str = "") -> int:
         """How many rows the collection holds (matching `filter`), including writes just made.
 
+        Loads the collection first if it is not loaded (a query needs it; Milvus Lite loads nothing
+        when it opens a directory).
+
         :param collection_name: the collection.
         :param filter: a boolean expression such as ``story_id == 3``; empty for all rows.
         """
+        from pymilvus.client.types import LoadState
+
+        if self.conn.get_load_state(collection_name)["state"] != LoadState.Loaded:
+            self.conn.load_collection(collection_name)
         rows = self.conn.query(collection_name, filter=filter, output_fields=["count(*)"],
                                consistency_level="Strong")
         return int(rows[0]["count(*)"])
