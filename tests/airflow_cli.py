@@ -146,7 +146,7 @@ class AirflowEnv:
 
     def status(self, chunks: bool = False) -> dict:
         """`python -m include.ops.status --json` (with every chunk's text when `chunks`)."""
-        args = ["--json", "--chunks"] if chunks else ["--json"]
+        args = ["--json", "--all", "--chunks"] if chunks else ["--json", "--all"]
         return json.loads(self.run(str(BIN / "python"), "-m", "include.ops.status", *args).stdout)
 
     def search(self, query: str, k: int = 5, *options: str) -> list[dict]:

@@ -1,9 +1,10 @@
-"""Print what the store holds: chunk and story counts, and every skipped or failed story with its reason.
+"""What the store holds: counts, the latest problems, freshness and a running reindex's progress.
 
-    python -m include.ops.status            # summary and problems
-    python -m include.ops.status --all      # every story
-    python -m include.ops.status --json     # machine-readable (used by the tests)
-    python -m include.ops.status --json --chunks   # ... with every chunk's text
+    python -m include.ops.status                 # summary and the latest problems (bounded: any store size)
+    python -m include.ops.status --json          # the same, machine-readable (what the HTTP API's /status serves)
+    python -m include.ops.status --all           # every story, and an audit of every chunk key (reads the whole store)
+    python -m include.ops.status --all --json    # ... machine-readable (used by the tests)
+    python -m include.ops.status --all --json --chunks   # ... with every chunk's text
 """
 
 from __future__ import annotations
@@ -11,83 +12,121 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import Counter
 from datetime import UTC, datetime
 
-from include.config import CHUNKS_COLLECTION, RetryPolicy
+from include.config import CHUNKS_COLLECTION, STORIES_COLLECTION, RetryPolicy
 from include.store import ChunkStore
 from include.store.client import close_client, open_client, uri_from_environment
+from include.store.collections import count, first_page
+from include.store.ledger import STORY_FIELDS
+
+STATUSES = ("ingested", "skipped", "failed", "removed")
+PROBLEM_STATUSES = ["failed", "skipped", "removed"]
+# Freshness looks back this far, widening only while it finds nothing: a live store answers from its last hour.
+LOOKBACKS = (3600, 86_400, 30 * 86_400)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="What hn_ingest has stored in Milvus.")
-    parser.add_argument("--all", action="store_true", help="list every story, not only the problems")
+    parser.add_argument("--all", action="store_true", help="every story and a chunk-key audit (reads the whole store)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--chunks", action="store_true", help="with --json: include every chunk's text")
+    parser.add_argument("--chunks", action="store_true", help="with --all: include every chunk's text")
     args = parser.parse_args()
     uri, token = uri_from_environment()
     client = open_client(uri, token)
+    now = time.time()
     try:
         store = ChunkStore(client)
-        store.schema.ensure_collections()
-        stories = store.ledger.story_rows()
-        keys = store.reader.all_keys()
-        report = {
-            "uri": uri,
-            "index_type": store.schema.index_type(),
-            "chunks": store.reader.count(),  # count(*): on a server it sees a duplicated key, a query does not
-            "distinct_chunk_ids": len({k[0] for k in keys}),
-            # (story, comment, chunk index) names a chunk as the pipeline means it: a duplicate under a
-            # second key shows as fewer distinct names than rows.
-            "distinct_story_chunk_pairs": len({k[1:] for k in keys}),
-            "comment_chunks": sum(1 for k in keys if k[2]),
-            "stories_with_chunks": len({k[1] for k in keys}),
-            "stories": dict(Counter(s["status"] for s in stories)),
-            "story_rows": stories,
-        }
-        if args.chunks:
-            report["chunk_rows"] = [row for s in report["story_rows"] for row in store.reader.chunks_of(s["story_id"])]
+        report = {"uri": uri, "index_type": store.schema.index_type(), **store_summary(store, now)}
+        if args.all:
+            report.update(full_audit(store, args.chunks))
     finally:
         close_client(client, uri)
     if args.json:
         print(json.dumps(report))
         return
-    print(f"{CHUNKS_COLLECTION} in {uri}: {report['chunks']} chunks from {report['stories_with_chunks']} stories "
-          f"(index {report['index_type']}); story states: {report['stories']}")
-    for story in stories:
+    print(f"{CHUNKS_COLLECTION} in {uri}: {report['chunks']} chunks (index {report['index_type']}); "
+          f"story states: {report['stories']}")
+    if report.get("reindex"):
+        print(f"reindex: {describe_reindex(report['reindex'])}")
+    listed = report["story_rows"] if args.all else report["problems"]
+    if not args.all and report["problems_total"] > len(listed):
+        print(f"the {len(listed)} latest of {report['problems_total']} skipped, failed or removed stories (--all: every story):")
+    for story in listed:
         if args.all or story["status"] != "ingested" or story["reason"]:
-            line = f"  {story['story_id']:>9} {story['status']:<8} {story['chunk_count']:>4} chunks  {story['title'][:60]}"
+            line = f"  {story['story_id']:>9} {story['status']:<8} {story.get('chunk_count', ''):>4} chunks  {story['title'][:60]}"
             print(line + (f"\n            {story['reason']}" if story["reason"] else ""))
             if story["status"] == "failed":
-                print(f"            {retry_line(story, RetryPolicy(), time.time())}")
+                print(f"            {retry_line(story, RetryPolicy(), now)}")
+
+
+def full_audit(store: ChunkStore, with_chunks: bool) -> dict:
+    """Every story row and every chunk key: what a duplicate check needs. Reads the whole store."""
+    stories = store.ledger.story_rows()
+    keys = store.reader.all_keys()
+    audit = {
+        "distinct_chunk_ids": len({k[0] for k in keys}),
+        # (story, comment, chunk index) names a chunk as the pipeline means it: a duplicate under a
+        # second key shows as fewer distinct names than rows.
+        "distinct_story_chunk_pairs": len({k[1:] for k in keys}),
+        "comment_chunks": sum(1 for k in keys if k[2]),
+        "stories_with_chunks": len({k[1] for k in keys}),
+        "story_rows": stories,
+    }
+    if with_chunks:
+        audit["chunk_rows"] = [row for s in stories for row in store.reader.chunks_of(s["story_id"])]
+    return audit
 
 
 def store_summary(store: ChunkStore, now: float, max_problems: int = 100) -> dict:
-    """Counts, the latest problems (failed and skipped stories, newest first) and freshness: what the
-    HTTP API's /status and the UI view show."""
-    stories = store.ledger.story_rows()
-    problems = sorted((s for s in stories if s["status"] != "ingested"), key=lambda s: -s["updated_at"])
+    """Counts, the latest problems (newest first), freshness and a running reindex: what the HTTP API's
+    /status and the UI view show. Count queries and pages of bounded size: its cost does not grow with
+    the rows the store holds."""
+    client = store.client
+    stories = {status: n for status in STATUSES if (n := count(client, STORIES_COLLECTION, f'status == "{status}"'))}
+    problems = _latest(client, f"status in {PROBLEM_STATUSES}", "updated_at", now, max_problems)
     policy = RetryPolicy()
-    ingested = [s["updated_at"] for s in stories if s["status"] == "ingested"]
-    newest_posted = store.reader.newest_posted_at()
+    newest = _latest(client, 'status == "ingested"', "posted_at", now, 1)
+    ingested = _latest(client, 'status == "ingested"', "updated_at", now, 1)
+    newest_posted = int(newest[0]["posted_at"]) if newest else 0
+    last_ingest = int(ingested[0]["updated_at"]) if ingested else None
+    job = store.jobs.reindex()
     return {
-        "chunks": store.reader.count(),
-        "stories": dict(Counter(s["status"] for s in stories)),
+        "chunks": store.reader.count(),  # count(*): on a server it sees a duplicated key, a query does not
+        "stories": stories,
         "full_text_search": store.schema.has_full_text(),
-        "problems_total": len(problems),
+        "problems_total": sum(stories.get(s, 0) for s in PROBLEM_STATUSES),
         "problems": [
             {**{k: s[k] for k in ("story_id", "status", "stage", "reason", "title", "url", "attempts",
                                   "next_attempt_at", "updated_at")},
              "retry": retry_line(s, policy, now) if s["status"] == "failed" else ""}
-            for s in problems[:max_problems]
+            for s in problems
         ],
         "freshness": {
             "newest_story_posted_at": newest_posted or None,
             "newest_story_age_seconds": round(now - newest_posted) if newest_posted else None,
-            "last_ingest_at": max(ingested, default=None),
-            "last_ingest_age_seconds": round(now - max(ingested)) if ingested else None,
+            "last_ingest_at": last_ingest,
+            "last_ingest_age_seconds": round(now - last_ingest) if last_ingest else None,
         },
+        "reindex": vars(store.jobs.reindex_progress(job, now)) if job is not None else None,
     }
+
+
+def _latest(client, filter_: str, field: str, now: float, limit: int) -> list[dict]:
+    """The `limit` stories matching `filter_` with the greatest `field` (a time), looking back an hour,
+    then a day, then a month, then everywhere, and reading at most 10,000 rows at each step."""
+    for lookback in (*LOOKBACKS, None):
+        window = f" and {field} >= {int(now - lookback)}" if lookback else ""
+        rows = first_page(client, STORIES_COLLECTION, filter_ + window, STORY_FIELDS, 10_000)
+        if rows:
+            return sorted(rows, key=lambda r: -int(r[field]))[:limit]
+    return []
+
+
+def describe_reindex(progress: dict) -> str:
+    left = progress["seconds_left"]
+    eta = f", about {left / 60:.0f} min left" if left is not None and progress["state"] == "running" else ""
+    return f"{progress['state']}: {progress['done']} of {progress['total']} stories done{eta}"
 
 
 def retry_line(story: dict, policy: RetryPolicy, now: float) -> str:

@@ -67,11 +67,6 @@ class ChunkReader:
                                  consistency_level=CONSISTENCY)
         return int(rows[0]["count(*)"])
 
-    def newest_posted_at(self) -> int:
-        """The creation time of the newest story with chunks (0: none, or only chunks from schema v1)."""
-        rows = query_all(self.client, CHUNKS_COLLECTION, 'kind == "page" and chunk_index == 0', ["posted_at"])
-        return max((int(r["posted_at"]) for r in rows), default=0)
-
     def all_keys(self) -> list[tuple[int, int, int, int]]:
         """(id, story_id, comment_id, chunk_index) of every chunk row: for duplicate checks."""
         rows = query_all(self.client, CHUNKS_COLLECTION, "id >= 0", ["id", "story_id", "comment_id", "chunk_index"])

@@ -11,13 +11,15 @@ from collections.abc import Iterable, Sequence
 
 from include.config import RetryPolicy
 from include.records import StoryOutcome, ThreadOutcome
-from include.store.collections import CONSISTENCY, STORIES_COLLECTION, clip, query_all
+from include.store.collections import CONSISTENCY, STORIES_COLLECTION, clip, first_page, query_all
 from include.store.schema import with_new_fields
 
 STORY_FIELDS = ["story_id", "status", "stage", "reason", "attempts", "chunk_count", "title", "url", "updated_at",
                 "next_attempt_at", "etag", "last_modified", "fingerprint", "posted_at", "points", "comments",
                 "thread_read_at", "thread_steps", "comment_chunks", "item_hash"]
 _THREAD_FIELDS = ("thread_read_at", "thread_steps", "comment_chunks")
+DUE_PER_RUN = 200  # failed stories retried per run
+SCAN_LIMIT = 10_000  # rows a control-path query reads at most, whatever the store holds
 _NO_VECTOR = [0.0, 0.0]  # the collection's required vector field, never searched
 
 
@@ -48,17 +50,21 @@ class StoryLedger:
         filter_ = f"status in {list(statuses)}" if statuses else "story_id >= 0"
         return sorted(query_all(self.client, STORIES_COLLECTION, filter_, STORY_FIELDS), key=lambda r: r["story_id"])
 
-    def due_failed_ids(self, now: float) -> list[int]:
-        """Failed stories whose next attempt is due (0 means their attempts are spent)."""
+    def due_failed_ids(self, now: float, limit: int = DUE_PER_RUN) -> list[int]:
+        """Failed stories whose next attempt is due (0 means their attempts are spent), at most `limit`:
+        more wait for the next run, so a site down for a day does not swamp one run."""
         filter_ = f'status == "failed" and next_attempt_at > 0 and next_attempt_at <= {int(now)}'
-        return sorted(int(r["story_id"]) for r in query_all(self.client, STORIES_COLLECTION, filter_, ["story_id"]))
+        return sorted(int(r["story_id"]) for r in first_page(self.client, STORIES_COLLECTION, filter_, ["story_id"],
+                                                              limit))
 
     def due_threads(self, config, now: float, limit: int) -> list[int]:
-        """Ingested stories whose thread is due: never (fully) read, or a refresh step has passed since."""
+        """Ingested stories whose thread is due: never (fully) read, or a refresh step has passed since;
+        the newest first among the first `SCAN_LIMIT` found (in a live store the due ones are a few days'
+        stories: every refresh step is passed within `refresh_after`'s last)."""
         steps = " or ".join(f"(thread_steps == {i} and posted_at <= {int(now - step)})"
                             for i, step in enumerate(config.refresh_after))
         filter_ = f'status == "ingested" and (thread_read_at == 0{" or " + steps if steps else ""})'
-        rows = query_all(self.client, STORIES_COLLECTION, filter_, ["story_id", "posted_at"])
+        rows = first_page(self.client, STORIES_COLLECTION, filter_, ["story_id", "posted_at"], SCAN_LIMIT)
         return [int(r["story_id"]) for r in sorted(rows, key=lambda r: -int(r["posted_at"]))][:limit]
 
     def recheck_candidates(self, updated: Iterable[int], limit: int) -> dict[int, dict]:

@@ -29,6 +29,7 @@ PAGE = r"""<!doctype html>
 <div id="error"></div>
 <div class="cards" id="counts"></div>
 <p class="muted" id="freshness"></p>
+<p id="reindex"></p>
 <h2>Search the store</h2>
 <form id="search-form"><input type="search" id="q" placeholder="a question or keywords" maxlength="2000">
 <select id="mode"><option>hybrid</option><option>dense</option><option>text</option></select>
@@ -66,6 +67,10 @@ async function loadStatus() {
   document.getElementById("freshness").textContent = "Newest stored story posted " + ago(f.newest_story_age_seconds)
     + "; last story written " + ago(f.last_ingest_age_seconds)
     + (s.full_text_search ? "" : "; no full-text index on this Milvus server (dense search only)");
+  const r = s.reindex;
+  document.getElementById("reindex").textContent = !r ? "" : "Reindex " + r.state + ": " + r.done + " of " + r.total
+    + " stories done" + (r.state === "running" && r.seconds_left != null
+      ? ", about " + Math.max(1, Math.round(r.seconds_left / 60)) + " min left" : "");
   document.getElementById("problems-total").textContent = "(" + s.problems_total + ")";
   const problems = document.querySelector("#problems tbody");
   problems.replaceChildren(...s.problems.map((p) => row([

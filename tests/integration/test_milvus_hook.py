@@ -41,7 +41,7 @@ def test_hook_creates_once_indexes_upserts_idempotently_and_deletes_by_story(lit
         assert hook.uri_and_token[0] == lite_uri
         store = hook.get_store()
         store.schema.ensure_collections()
-        assert set(hook.conn.list_collections()) == {"hn_chunks", "hn_stories"}
+        assert set(hook.conn.list_collections()) == {"hn_chunks", "hn_stories", "hn_jobs"}
         chunks, vectors, outcomes = story_batch(1, 5)
         assert store.writer.write_batch(chunks, vectors, outcomes) == 5
         assert store.schema.index_type() == "IVF_FLAT"
