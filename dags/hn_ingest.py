@@ -35,7 +35,10 @@ pink in the grid). `python -m include.ops.metadata_cleanup` (run daily by `make 
 keeps a week of run history in the metadata DB.
 
 **Params**
-- `reindex` (bool): re-ingest every story known to the store (after a model or chunking change).
+- `reindex` (bool): re-ingest every story known to the store (after a model or chunking change): a job
+  kept in the store that every later run continues, a slice of `HN_INGEST_REINDEX_PER_RUN` (50) stories
+  after its new ones, until all are done; resumable, with progress in the run log and `/status`.
+- `cancel_reindex` (bool): stop a running reindex.
   Rows are replaced in place: the row count does not grow.
 - `max_stories` (int or empty): cap on the stories this run takes.
 - `batch_size` (int): stories per mapped task.
