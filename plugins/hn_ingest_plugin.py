@@ -2,7 +2,8 @@
 
 - `/hn-ingest/api/...`: search, stories, status (plugins/hn_providers/api.py), behind Airflow's login;
 - "HN ingestion" in the UI's navigation: the view at `/hn-ingest/ui`, shown inside the Airflow UI;
-- a listener that notes each finished run's outcome ("8 ingested · 1 failed · 33 chunks") on the run.
+- a listener that notes each finished run's outcome ("8 ingested · 1 failed · 33 chunks") on the run;
+- until Airflow ships its fix, the UI's Test button for connections without a port (connection_test_fix.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from functools import cache
 
 from airflow.plugins_manager import AirflowPlugin
 from hn_providers import run_notes
+from hn_providers.connection_test_fix import PortlessConnectionTest
 
 URL_PREFIX = "/hn-ingest"
 
@@ -36,3 +38,5 @@ class HnIngestPlugin(AirflowPlugin):
     external_views = [{"name": "HN ingestion", "href": f"{URL_PREFIX}/ui", "url_route": "hn-ingest",
                        "destination": "nav", "category": "browse"}]
     listeners = [run_notes]
+    # Until Airflow ships apache/airflow#73298: Test in the UI for connections without a port (Milvus URIs).
+    fastapi_root_middlewares = [{"middleware": PortlessConnectionTest, "name": "test connections without a port"}]
