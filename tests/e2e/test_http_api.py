@@ -9,7 +9,6 @@ the page, as a user would have after logging in to the UI.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 import time
@@ -20,6 +19,7 @@ import requests
 from include.config import PROJECT_ROOT
 from tests import corpus
 from tests.airflow_cli import AirflowEnv, AirflowStack
+from tests.browser import logged_in_page
 from tests.replay_server import ReplayServer, load_corpus
 
 pytestmark = pytest.mark.e2e
@@ -200,39 +200,28 @@ def test_a_story_with_all_its_chunks_in_order(api, env, replay):
 
 
 def test_the_ingestion_view_in_a_real_browser(api, replay, env):
-    from playwright.sync_api import sync_playwright
-
     base, token = api
-    chromium = shutil.which("chromium")
-    assert chromium, "chromium is missing: `make test` installs the Debian package"
     story_id, page = next((i, p) for i, p in replay.mapped.items() if corpus.middle_sentence(p.truth_text or ""))
     counts = env.status()["stories"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            # The cookie the UI's login sets: the page calls the API with the viewer's session.
-            context.add_cookies([{"name": "_token", "value": token, "url": base}])
-            view = context.new_page()
-            started = time.perf_counter()
-            view.goto(f"{base}/hn-ingest/ui")
-            view.wait_for_selector("#count-ingested b")
-            view.wait_for_selector("#problems tbody tr")
-            print(f"ingestion view loaded in {time.perf_counter() - started:.2f} s")
-            assert view.inner_text("#count-ingested b") == str(counts["ingested"])
-            assert view.inner_text("#count-failed b") == str(counts.get("failed", 0))
-            assert "404" in view.inner_text("#problems")
-            assert "success" in view.inner_text("#runs")
-            view.fill("#q", corpus.middle_sentence(page.truth_text))
-            view.click("button[type=submit]")
-            view.wait_for_selector(f".hit[data-story-id='{story_id}']", timeout=60_000)
-            links = view.eval_on_selector_all(f".hit[data-story-id='{story_id}'] a", "els => els.map(e => e.href)")
-            assert f"https://news.ycombinator.com/item?id={story_id}" in links
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            view.screenshot(path=str(SCREENSHOT), full_page=True)
-            # Inside the Airflow UI: the plugin's view is listed for the navigation.
-            plugins = requests.get(f"{base}/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}, timeout=30)
-            views = [v for p in plugins.json()["plugins"] for v in p["external_views"]]
-            assert any(v["href"] == "/hn-ingest/ui" and v["url_route"] == "hn-ingest" for v in views), views
-        finally:
-            browser.close()
+    # The viewer's session cookie: the page calls the API as the logged-in user.
+    with logged_in_page(base, token) as view:
+        started = time.perf_counter()
+        view.goto(f"{base}/hn-ingest/ui")
+        view.wait_for_selector("#count-ingested b")
+        view.wait_for_selector("#problems tbody tr")
+        print(f"ingestion view loaded in {time.perf_counter() - started:.2f} s")
+        assert view.inner_text("#count-ingested b") == str(counts["ingested"])
+        assert view.inner_text("#count-failed b") == str(counts.get("failed", 0))
+        assert "404" in view.inner_text("#problems")
+        assert "success" in view.inner_text("#runs")
+        view.fill("#q", corpus.middle_sentence(page.truth_text))
+        view.click("button[type=submit]")
+        view.wait_for_selector(f".hit[data-story-id='{story_id}']", timeout=60_000)
+        links = view.eval_on_selector_all(f".hit[data-story-id='{story_id}'] a", "els => els.map(e => e.href)")
+        assert f"https://news.ycombinator.com/item?id={story_id}" in links
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        view.screenshot(path=str(SCREENSHOT), full_page=True)
+        # Inside the Airflow UI: the plugin's view is listed for the navigation.
+        plugins = requests.get(f"{base}/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        views = [v for p in plugins.json()["plugins"] for v in p["external_views"]]
+        assert any(v["href"] == "/hn-ingest/ui" and v["url_route"] == "hn-ingest" for v in views), views
