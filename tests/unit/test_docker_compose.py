@@ -74,7 +74,7 @@ def test_connections_match_the_code_and_nothing_falls_back_to_a_local_file(stack
     for name in AIRFLOW_SERVICES:
         env = stack[name]["environment"]
         milvus = json.loads(env["AIRFLOW_CONN_MILVUS_DEFAULT"])
-        assert milvus["host"] == "http://milvus-standalone:19530"
+        assert (milvus["conn_type"], milvus["host"]) == ("milvus", "http://milvus-standalone:19530")
         hn = json.loads(env["AIRFLOW_CONN_HACKER_NEWS_DEFAULT"])
         assert hn["host"] == HN_API_URL and hn["extra"]["algolia_url"] == ALGOLIA_API_URL
         assert env["PYTHONPATH"] == "/opt/airflow"
@@ -88,9 +88,12 @@ def test_the_code_is_in_the_image_and_bind_mounts_only_in_the_dev_override(stack
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     assert re.search(r"FROM apache/airflow:3\.3\.2", dockerfile)
     assert "torch==2.13.0" in dockerfile and "requirements.txt" in dockerfile
-    for folder in ("dags", "plugins", "include"):
+    for folder in ("dags", "plugins", "include", "providers/milvus"):
         assert re.search(rf"^COPY {folder} /opt/airflow/{folder}$", dockerfile, re.M)
         assert (PROJECT_ROOT / folder).is_dir()
+    # The Milvus provider (the `milvus` connection type): editable in the venv, installed on its own in the image.
+    assert re.search(r"^-e \./providers/milvus$", (PROJECT_ROOT / "requirements.txt").read_text(), re.M)
+    assert re.search(r"^RUN pip install .*/opt/airflow/providers/milvus$", dockerfile, re.M)
     dev = compose_config(tmp_path, "docker-compose.yaml", "docker-compose.dev.yaml")["services"]
     # Compose v1 prints "source:target:mode", v2 a mapping.
     mounts = dict((v["target"], v["source"]) if isinstance(v, dict) else tuple(v.split(":")[1::-1])
