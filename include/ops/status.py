@@ -37,6 +37,7 @@ def main() -> None:
     now = time.time()
     try:
         store = ChunkStore(client)
+        store.schema.load()
         report = {"uri": uri, "index_type": store.schema.index_type(), **store_summary(store, now)}
         if args.all:
             report.update(full_audit(store, args.chunks))

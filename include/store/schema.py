@@ -71,6 +71,15 @@ class StoreSchema:
             self._ensure_indexes(name)
             self.client.load_collection(name)
 
+    def load(self) -> None:
+        """Make the collections readable in this process, creating nothing and migrating nothing: for
+        readers (the status CLI). A store the pipeline has not written yet gains its empty collections."""
+        if not all(self.client.has_collection(name) for name in SCHEMA_VERSIONS):
+            self.ensure_collections()
+            return
+        for name in SCHEMA_VERSIONS:
+            self.client.load_collection(name)
+
     def has_full_text(self) -> bool:
         """Whether the chunks can be searched by BM25 (the backend had the function when they were created)."""
         if self._full_text is None:
