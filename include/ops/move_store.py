@@ -2,12 +2,13 @@
 
     python -m include.ops.move_store --from data/milvus.db --to http://127.0.0.1:19530 [--token T]
 
-The target's collections (`hn_chunks`, `hn_stories`, `hn_jobs`) are made by the project's schema code (`StoreSchema.ensure_collections`: the
-IVF_FLAT index, BM25 where the server has it, the schema version). Each collection is then read a page at
-a time and upserted by primary key, so the command holds one page, not the store, and a rerun after a crash
-or a lost connection writes the same keys again and finishes the job. The BM25 vectors are not copied: the
-target computes them from the text (a server before 2.5 has none). Chunks go first, story states after
-them, as the writer does, then jobs (a reindex's progress is counted from the states). At the end each collection must count as many rows on both sides; if not, the command
+The target's collections (`hn_chunks`, `hn_stories`, `hn_jobs`) are made by the project's schema code
+(`StoreSchema.ensure_collections`: the IVF_FLAT index, BM25 where the server has it, the schema version).
+Each collection is then read a page at a time and upserted by primary key, so the command holds one page,
+not the store, and a rerun after a crash or a lost connection writes the same keys again and finishes the
+job. The BM25 vectors are not copied: the target computes them from the text (a server before 2.5 has
+none). Chunks go first, then story states, as the writer does, then jobs (a reindex counts its progress
+from the states). At the end each collection must count as many rows on both sides; if not, the command
 exits 1 and says which.
 
 Pause `hn_ingest` first (or move again once it is paused): a write to the source during the copy may be
