@@ -80,7 +80,9 @@ class JobStore:
         done = max(0, job.total - remaining)
         elapsed = (job.finished_at or job.cancelled_at or now) - job.started_at
         left = remaining * elapsed / done if done and job.active else (0.0 if not job.active else None)
-        state = "running" if job.active else "finished" if job.finished_at else "cancelled"
+        # Every story written since it began: finished, whether or not a run has recorded it yet.
+        state = ("running" if remaining else "finished") if job.active else \
+            "finished" if job.finished_at else "cancelled"
         return ReindexProgress(done, job.total, remaining, left, state)
 
     @staticmethod
