@@ -80,6 +80,15 @@ class DagRunResult:
         return retried
 
 
+def simple_auth_settings(home: Path, user: str, role: str, password: str) -> dict[str, str]:
+    """Airflow's simple auth manager with one user: the settings, its password in a file under `home`."""
+    home.mkdir(parents=True, exist_ok=True)
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({user: password}))
+    return {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{user}:{role}",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords)}
+
+
 @dataclass
 class AirflowEnv:
     home: Path
@@ -233,6 +242,14 @@ class AirflowStack(Stack):
 
         self.wait_for(healthy, timeout, "the api-server")
         return self.base_url
+
+    def login(self, user: str, password: str) -> str:
+        """A bearer token from `POST /auth/token`: for the API, and as the UI's session cookie."""
+        import requests
+
+        answer = requests.post(f"{self.base_url}/auth/token", json={"username": user, "password": password}, timeout=30)
+        assert answer.status_code in (200, 201), answer.text
+        return answer.json()["access_token"]
 
     def kill(self, name: str) -> None:
         """SIGKILL a component and everything it started: a crash, not a shutdown."""

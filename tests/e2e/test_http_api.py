@@ -18,7 +18,7 @@ import requests
 
 from include.config import PROJECT_ROOT
 from tests import corpus
-from tests.airflow_cli import AirflowEnv, AirflowStack
+from tests.airflow_cli import AirflowEnv, AirflowStack, simple_auth_settings
 from tests.browser import logged_in_page
 from tests.replay_server import ReplayServer, load_corpus
 
@@ -75,12 +75,9 @@ def metrics() -> StatsdReceiver:
 @pytest.fixture(scope="module")
 def env(replay, metrics, tmp_path_factory) -> AirflowEnv:
     home = tmp_path_factory.mktemp("airflow")
-    passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({"reader": PASSWORD}))
     env = AirflowEnv(home, tmp_path_factory.mktemp("data"), {
         **replay.connection_env(),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "reader:viewer",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        **simple_auth_settings(home, "reader", "viewer", PASSWORD),
         "AIRFLOW__METRICS__STATSD_ON": "True",
         "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
         "AIRFLOW__METRICS__STATSD_PORT": str(metrics.socket.getsockname()[1]),
@@ -94,10 +91,7 @@ def env(replay, metrics, tmp_path_factory) -> AirflowEnv:
 @pytest.fixture(scope="module")
 def api(env):
     with AirflowStack(env, components=("api-server",)) as stack:
-        base = stack.wait_for_api()
-        token = requests.post(f"{base}/auth/token", json={"username": "reader", "password": PASSWORD}, timeout=30)
-        assert token.status_code in (200, 201), token.text
-        yield base, token.json()["access_token"]
+        yield stack.wait_for_api(), stack.login("reader", PASSWORD)
 
 
 def get(api, path: str, token: str | None = "valid", **params) -> requests.Response:

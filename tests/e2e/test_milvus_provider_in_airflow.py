@@ -15,7 +15,7 @@ import requests
 from milvus_provider.hooks.milvus import MilvusHook
 
 from include.config import PROJECT_ROOT
-from tests.airflow_cli import BIN, AirflowEnv, AirflowStack
+from tests.airflow_cli import BIN, AirflowEnv, AirflowStack, simple_auth_settings
 from tests.browser import logged_in_page
 from tests.milvus_server import MilvusLiteServer
 
@@ -30,19 +30,11 @@ CONN_ID = "milvus_from_the_form"
 def api(tmp_path_factory):
     """An api-server with connection testing enabled; an admin's token."""
     home = tmp_path_factory.mktemp("airflow")
-    passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({"admin": PASSWORD}))
     env = AirflowEnv(home, tmp_path_factory.mktemp("data"), {
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-    })
+        **simple_auth_settings(home, "admin", "admin", PASSWORD), "AIRFLOW__CORE__TEST_CONNECTION": "Enabled"})
     env.migrate()
     with AirflowStack(env, components=("api-server",)) as stack:
-        base = stack.wait_for_api()
-        token = requests.post(f"{base}/auth/token", json={"username": "admin", "password": PASSWORD}, timeout=30)
-        assert token.status_code in (200, 201), token.text
-        yield base, token.json()["access_token"]
+        yield stack.wait_for_api(), stack.login("admin", PASSWORD)
 
 
 def press_test(page) -> dict:
