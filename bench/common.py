@@ -30,7 +30,7 @@ def machine() -> str:
 
 
 def corpus_replay(stories: int = 200, sites: int | None = None) -> ReplayServer:
-    """A started replay whose first `stories` URL stories point at the corpus pages, one each.
+    """A replay whose first `stories` URL stories point at the corpus pages, one each; `with` starts and stops it.
 
     The pages are served from as many sites as their original domains (195 for 200 pages), so the
     per-host limits meet the spread of hosts real stories have; `sites=N` puts them on N sites instead."""
@@ -38,7 +38,9 @@ def corpus_replay(stories: int = 200, sites: int | None = None) -> ReplayServer:
     groups = corpus.site_groups(pages) if sites is None else [i % sites for i in range(len(pages))]
     replay = ReplayServer(page_hosts=max(groups) + 1)
     replay.mapped = load_corpus(replay, url_stories=stories, text_posts=0, dead=0, deleted=0, sites=groups)
-    return replay.start()
+    # Not started here: `with` starts it. Started twice, each site had two serve_forever loops; stop() ended
+    # one, and the other spun on the closed socket for the rest of the bench (~195 threads, a core).
+    return replay
 
 
 def fresh_env(name: str, replay: ReplayServer) -> AirflowEnv:
