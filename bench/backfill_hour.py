@@ -38,7 +38,7 @@ def hour_replay(stories: int) -> ReplayServer:
     for number, story_id in enumerate(sorted(replay.mapped)):
         replay.items[story_id]["time"] = HOUR_START + number * 3600 // stories
     replay.newstories_limit = 0  # the live DAG finds nothing: only the backfill fetches
-    return replay.start()
+    return replay  # started by `with`
 
 
 def backfill(name: str, dag_id: str, stories: int) -> dict:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from include.config import CHUNKS_COLLECTION, STORIES_COLLECTION, RetryPolicy
 from include.store import ChunkStore
-from include.store.client import close_client, open_client, uri_from_environment
+from include.store.client import close_client, lite_size_warning, open_client, uri_from_environment
 from include.store.collections import count, first_page
 from include.store.ledger import STORY_FIELDS
 
@@ -38,7 +38,7 @@ def main() -> None:
     try:
         store = ChunkStore(client)
         store.schema.load()
-        report = {"uri": uri, "index_type": store.schema.index_type(), **store_summary(store, now)}
+        report = {"uri": uri, "index_type": store.schema.index_type(), **store_summary(store, now, uri=uri)}
         if args.all:
             report.update(full_audit(store, args.chunks))
     finally:
@@ -48,6 +48,8 @@ def main() -> None:
         return
     print(f"{CHUNKS_COLLECTION} in {uri}: {report['chunks']} chunks (index {report['index_type']}); "
           f"story states: {report['stories']}")
+    if report["warning"]:
+        print(f"WARNING: {report['warning']}")
     if report.get("reindex"):
         print(f"reindex: {describe_reindex(report['reindex'])}")
     listed = report["story_rows"] if args.all else report["problems"]
@@ -79,7 +81,7 @@ def full_audit(store: ChunkStore, with_chunks: bool) -> dict:
     return audit
 
 
-def store_summary(store: ChunkStore, now: float, max_problems: int = 100) -> dict:
+def store_summary(store: ChunkStore, now: float, max_problems: int = 100, uri: str = "") -> dict:
     """Counts, the latest problems (newest first), freshness and a running reindex: what the HTTP API's
     /status and the UI view show. Count queries and pages of bounded size: its cost does not grow with
     the rows the store holds."""
@@ -92,8 +94,10 @@ def store_summary(store: ChunkStore, now: float, max_problems: int = 100) -> dic
     newest_posted = int(newest[0]["posted_at"]) if newest else 0
     last_ingest = int(ingested[0]["updated_at"]) if ingested else None
     job = store.jobs.reindex()
+    chunks = store.reader.count()  # count(*): on a server it sees a duplicated key, a query does not
     return {
-        "chunks": store.reader.count(),  # count(*): on a server it sees a duplicated key, a query does not
+        "chunks": chunks,
+        "warning": lite_size_warning(uri, chunks) if uri else None,
         "stories": stories,
         "full_text_search": store.schema.has_full_text(),
         "problems_total": sum(stories.get(s, 0) for s in PROBLEM_STATUSES),

@@ -31,6 +31,21 @@ logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 QUIET_KEEPALIVE = {"grpc.keepalive_permit_without_calls": 0, "grpc.keepalive_time_ms": 600_000}
 
 
+# Where Milvus Lite stops fitting this pipeline on 2 cores / 24 GB (README, "When Milvus Lite stops
+# fitting"): every task process opens the store and loads it whole, so each pays open time and memory
+# in proportion to the store. Past this many chunks, runs and /status say so.
+LITE_MAX_CHUNKS = int(os.environ.get("HN_INGEST_LITE_MAX_CHUNKS", "300000"))
+
+
+def lite_size_warning(uri: str, chunks: int) -> str | None:
+    """A warning when a Milvus Lite store has grown past `LITE_MAX_CHUNKS`; None for a server or a small store."""
+    if not is_lite_uri(uri) or chunks <= LITE_MAX_CHUNKS:
+        return None
+    return (f"the Milvus Lite store {uri} holds {chunks:,} chunks, past the {LITE_MAX_CHUNKS:,} where Milvus Lite "
+            f"stops fitting (each task opens and loads the whole store; see the README): move it to a Milvus "
+            f"server with `python -m include.ops.move_store --from {uri} --to http://HOST:19530`")
+
+
 class MilvusUnavailable(RuntimeError):
     """Milvus cannot be opened or written: the task must fail so Airflow retries it."""
 

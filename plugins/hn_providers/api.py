@@ -105,10 +105,11 @@ def story(story_id: int) -> dict:
 
 @router.get("/status", summary="Counts, the latest failures, freshness and the last runs")
 def status() -> dict:
+    from hn_providers.hooks.milvus import MilvusHook
     from include.ops.status import store_summary
 
     with opened_store() as store:
-        summary = store_summary(store, time.time())
+        summary = store_summary(store, time.time(), uri=MilvusHook().client_kwargs["uri"])
     return {**summary, "runs": recent_runs(DAG_ID)}
 
 

@@ -67,6 +67,7 @@ async function loadStatus() {
   document.getElementById("freshness").textContent = "Newest stored story posted " + ago(f.newest_story_age_seconds)
     + "; last story written " + ago(f.last_ingest_age_seconds)
     + (s.full_text_search ? "" : "; no full-text index on this Milvus server (dense search only)");
+  document.getElementById("error").textContent = s.warning ? "Warning: " + s.warning : "";
   const r = s.reindex;
   document.getElementById("reindex").textContent = !r ? "" : "Reindex " + r.state + ": " + r.done + " of " + r.total
     + " stories done" + (r.state === "running" && r.seconds_left != null

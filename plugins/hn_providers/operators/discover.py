@@ -90,6 +90,7 @@ class DiscoverStoriesOperator(BaseOperator):
 
     def _plan(self, context) -> list[dict]:
         from include.pipeline.planning import RunRequest, Window, plan_run, run_mode
+        from include.store.client import lite_size_warning
 
         cpu_started = time.process_time()
         params, dag_run = context["params"], context["dag_run"]
@@ -109,6 +110,8 @@ class DiscoverStoriesOperator(BaseOperator):
             store = milvus.get_store()
             store.schema.ensure_collections()
             plan = plan_run(request, hn, store)
+            if warning := lite_size_warning(milvus.client_kwargs["uri"], store.reader.count()):
+                self.log.warning("%s", warning)
         over = f" over {start} to {end}" if window else ""
         self.log.info("%s run%s: %d stories (%d edited or back), %d thread refreshes, %d to remove, in %d batches; "
                       "%.2f s CPU", mode, over, len(plan.story_ids), len(plan.reingest), len(plan.refresh),
