@@ -247,7 +247,7 @@ def run_cli(path: Path, timeout: float, *command: str) -> dict:
     """`python -m <command>` as a user runs it, with the store as its connection: wall and peak RSS."""
     tag = f"store-growth-cli-{os.getpid()}-{time.monotonic_ns()}"
     env = {**bench_env(), "HN_BENCH_TAG": tag,
-           "AIRFLOW_CONN_MILVUS_DEFAULT": json.dumps({"conn_type": "generic", "host": str(path)})}
+           "AIRFLOW_CONN_MILVUS_DEFAULT": json.dumps({"conn_type": "milvus", "host": str(path)})}
     started = time.monotonic()
     with PeakMemory(tag) as memory:
         process = subprocess.Popen([sys.executable, "-m", *command], stdout=subprocess.DEVNULL,
@@ -301,7 +301,7 @@ class AirflowSetup:
                 if story_id not in story_ids:
                     del replay.items[story_id]
             self.env.extra_env.update({**replay.connection_env(), "HN_BENCH_TAG": tag,
-                                       "AIRFLOW_CONN_MILVUS_DEFAULT": json.dumps({"conn_type": "generic",
+                                       "AIRFLOW_CONN_MILVUS_DEFAULT": json.dumps({"conn_type": "milvus",
                                                                                  "host": str(path)})})
             started = time.monotonic()
             with PeakMemory(tag) as memory, RssTimeline(tag) as timeline:
