@@ -88,7 +88,7 @@ import sys, time
 from pathlib import Path
 from pymilvus import MilvusClient
 data, hold = Path(sys.argv[1]), float(sys.argv[2])
-while not list(data.glob("staging/*/batch-*.json")):
+while not list(data.glob("staging/*/batch-*[0-9].json")):  # the extract output, not discover's .threads.json
     time.sleep(0.05)
 client = MilvusClient(str(data / "milvus.db"))
 print("holding", flush=True)
