@@ -143,7 +143,7 @@ bench-peer: $(VENV)/.installed
 	tests/run_offline.sh $(BIN)/python -m bench.peer
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check dags plugins include tests bench
+	$(BIN)/ruff check dags plugins include tests bench providers
 
 clean:
 	rm -rf .airflow data .pytest_cache
