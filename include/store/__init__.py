@@ -8,7 +8,8 @@
 - `jobs`: jobs that span runs (a reindex: its slices and progress), in `hn_jobs`;
 - `search`: the retrieval API the CLI and the HTTP API call (stories for a query, a whole document).
 
-`ChunkStore` bundles the parts on one client. Imports `config` and `records` only.
+`ChunkStore` bundles the parts on one client. Imports `config`, `records` and, for a query's vector
+in `search`, `embed`.
 """
 
 from __future__ import annotations
