@@ -237,7 +237,7 @@ class AirflowStack(Stack):
         def healthy() -> bool:
             try:
                 return requests.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).status_code == 200
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, or accepted but not answering yet
                 return False
 
         self.wait_for(healthy, timeout, "the api-server")
