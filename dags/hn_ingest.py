@@ -90,6 +90,9 @@ EMBEDDING_QUEUE = {"queue": q} if (q := os.environ.get("HN_INGEST_EMBEDDING_QUEU
 # hn_backfill's window: one run per this many seconds of history.
 BACKFILL_WINDOW_SECONDS = int(os.environ.get("HN_INGEST_BACKFILL_WINDOW_SECONDS", "3600"))
 DEFAULT_ARGS = {
+    # Later stages first: a batch whose vectors are ready is written before another batch starts
+    # embedding, so stories land batch by batch instead of all at the end of a run.
+    "weight_rule": "upstream",
     "retries": 3,
     "retry_delay": timedelta(seconds=10),
     "retry_exponential_backoff": True,
