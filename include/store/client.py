@@ -34,7 +34,7 @@ QUIET_KEEPALIVE = {"grpc.keepalive_permit_without_calls": 0, "grpc.keepalive_tim
 # Where Milvus Lite stops fitting this pipeline on 2 cores / 24 GB (README, "When Milvus Lite stops
 # fitting"): every task process opens the store and loads it whole, so each pays open time and memory
 # in proportion to the store. Past this many chunks, runs and /status say so.
-LITE_MAX_CHUNKS = int(os.environ.get("HN_INGEST_LITE_MAX_CHUNKS", "300000"))
+LITE_MAX_CHUNKS = int(os.environ.get("HN_INGEST_LITE_MAX_CHUNKS", "100000"))
 
 
 def lite_size_warning(uri: str, chunks: int) -> str | None:
