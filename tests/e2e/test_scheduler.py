@@ -108,7 +108,7 @@ def test_scheduled_runs_then_backfills_created_while_the_scheduler_runs(require_
         # Every run succeeded: no task log (worker or triggerer) has an ERROR line but Airflow's own
         # resume-after-defer race, proven by the scheduler's record of it (see `airflow_defer_race`).
         assert not [r for r in stack.runs() + stack.runs("hn_backfill") if r["state"] == "failed"]
-        errors = [line[:300] for log in (env.home / "logs").rglob("*.log")
+        errors = [line[:300] for log in (env.home / "logs").glob("dag_id=*/**/*.log")
                   for line in log.read_text(errors="replace").splitlines()
                   if '"level":"error"' in line and not airflow_defer_race(env, log, line)]
         assert errors == [], errors[:5]
