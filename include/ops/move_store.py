@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 REQUIRED = (CHUNKS_COLLECTION, STORIES_COLLECTION)  # what makes a store a hn_ingest store
 ORDER = [*REQUIRED, *(name for name in SCHEMA_VERSIONS if name not in REQUIRED)]  # chunks, states, then jobs
-PAGE = 5_000  # rows read per page; each Milvus Lite page costs a pass over the collection, so not too few
+# Rows read per page (~200 MB of rows in memory). Each page of a Milvus Lite query iterator costs a pass over the
+# whole collection (~3 s at 1M chunks), so few, large pages; pymilvus allows at most 16,384.
+PAGE, MAX_PAGE = 16_000, 16_384
 
 
 class MoveIncomplete(RuntimeError):
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page", type=int, default=PAGE, help=f"rows read per page ({PAGE})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if not 1 <= args.page <= MAX_PAGE:
+        parser.error(f"--page must be between 1 and {MAX_PAGE}")
     if args.source == args.target:
         parser.error("--from and --to are the same store")
     if is_lite_uri(args.source) and not Path(args.source).is_dir():
