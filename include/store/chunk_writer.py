@@ -76,7 +76,12 @@ class ChunkWriter:
     def _update_story_numbers(self, latest: dict[int, tuple[int, int]]) -> None:
         """Give every chunk row of these stories their latest points and comment count, so a `min_points`
         filter and a search hit see today's numbers. Rows are rewritten whole (vectors kept): a partial
-        update is not on every backend. Only rows that differ are read; a story's rows fit in memory."""
+        update is not on every backend. Only rows that differ are read; a story's rows fit in memory.
+
+        A story not ingested before has no older rows: all of its rows are in this batch, written with
+        these numbers, so it costs no query (on Milvus Lite each is a pass over every chunk)."""
+        before = self.ledger.states(latest) if latest else {}
+        latest = {i: numbers for i, numbers in latest.items() if before.get(i, {}).get("status") == "ingested"}
         fields = self.schema.stored_fields(CHUNKS_COLLECTION) if latest else []
         for story_id, (points, comments) in latest.items():
             filter_ = f"story_id == {int(story_id)} and (points != {int(points)} or comments != {int(comments)})"
