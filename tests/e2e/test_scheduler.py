@@ -157,10 +157,22 @@ def run_scheduled_then_backfills(env, stack, replay, newest, banned, late, hours
     stack.wait_for(lambda: task_states(env, "report_run").get(idle) == "skipped", 60, "the idle run's last task skipped")
 
     # Backfills of hn_backfill while the scheduler runs: the first hour from the CLI (the README's command),
-    # the second through the REST call the UI's backfill dialog makes (no run conf unless overridden).
+    # then the second through the REST call the UI's backfill dialog makes (no run conf unless overridden);
+    # Airflow runs one backfill of a DAG at a time and refuses a second (409) while one is running.
     fmt = lambda t: datetime.fromtimestamp(t, UTC).isoformat()  # noqa: E731
     env.airflow("backfill", "create", "--dag-id", "hn_backfill", "--from-date", fmt(hours[0]),
                 "--to-date", fmt(hours[0]), "--max-active-runs", "2")
+
+    def backfilled(wanted: list[int]):
+        def done() -> dict[int, list[dict]]:
+            by_hour = backfill_runs_by_hour(env)
+            finished = all(r["state"] in ("success", "failed") for runs in by_hour.values() for r in runs)
+            return by_hour if finished and set(by_hour) == set(wanted) else {}
+        return done
+
+    stack.wait_for(backfilled(hours[:1]), 600, "the first hour's backfill run")
+    stack.wait_for(lambda: env.query("SELECT count(*) FROM backfill WHERE completed_at IS NULL")[0][0] == 0, 120,
+                   "the scheduler to mark the first backfill complete", poll=1)
     token = requests.post(f"{stack.base_url}/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD},
                           timeout=30).json()["access_token"]
     dialog = requests.post(f"{stack.base_url}/api/v2/backfills", headers={"Authorization": f"Bearer {token}"},
@@ -168,13 +180,7 @@ def run_scheduled_then_backfills(env, stack, replay, newest, banned, late, hours
                                  "max_active_runs": 2, "reprocess_behavior": "none", "run_backwards": False,
                                  "dag_run_conf": None}, timeout=60)
     assert dialog.status_code in (200, 201), dialog.text
-
-    def backfilled() -> dict[int, list[dict]]:
-        by_hour = backfill_runs_by_hour(env)
-        done = all(r["state"] in ("success", "failed") for runs in by_hour.values() for r in runs)
-        return by_hour if done and set(by_hour) == set(hours) else {}
-
-    by_hour = stack.wait_for(backfilled, 600, "a backfill run per hour of history")
+    by_hour = stack.wait_for(backfilled(hours), 600, "a backfill run per hour of history")
     # One run per hour of history (the 15 s DAG took 240), each noting what it did.
     assert {hour: len(runs) for hour, runs in by_hour.items()} == {hour: 1 for hour in hours}, by_hour
     assert all(r["state"] == "success" for runs in by_hour.values() for r in runs), by_hour
