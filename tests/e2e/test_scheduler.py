@@ -41,6 +41,24 @@ def task_states(env: AirflowEnv, task_id: str, dag_id: str = "hn_ingest") -> dic
     return {run_id: state for run_id, state in rows}
 
 
+def deferred_with_time_left(env: AirflowEnv, seconds: float) -> list[str]:
+    """Runs whose discover_stories waits on the triggerer with at least `seconds` of its watch left.
+
+    An idle run watches until just before the next run is due (its data interval's end plus one
+    interval), so a run found near the end of its watch may time out before a story released now is
+    seen: the test takes only a run with time to spare, whatever the machine's load."""
+    rows = env.query("SELECT ti.run_id, r.data_interval_start, r.data_interval_end FROM task_instance ti "
+                     "JOIN dag_run r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id WHERE ti.dag_id = 'hn_ingest' "
+                     "AND ti.task_id = 'discover_stories' AND ti.state = 'deferred'")
+    now = time.time()
+
+    def unix(moment) -> float:
+        moment = moment if isinstance(moment, datetime) else datetime.fromisoformat(str(moment))
+        return moment.replace(tzinfo=moment.tzinfo or UTC).timestamp()
+
+    return [run_id for run_id, start, end in rows if 2 * unix(end) - unix(start) - 1 - now >= seconds]
+
+
 def discover_log(env: AirflowEnv, run_id: str) -> str:
     """The task's own log (the triggerer's lines are in `attempt=N.log.trigger.*.log` files)."""
     folder = env.home / "logs" / "dag_id=hn_ingest" / f"run_id={run_id}" / "task_id=discover_stories"
@@ -142,8 +160,7 @@ def run_scheduled_then_backfills(env, stack, replay, newest, banned, late, hours
 
     # Nothing new: a run defers to the triggerer (no worker slot held); the story published then
     # resumes that same run, which ingests it.
-    waiting = stack.wait_for(lambda: [r for r, state in task_states(env, "discover_stories").items()
-                                      if state == "deferred"], 120, "a run deferring while idle", poll=0.3)[0]
+    waiting = stack.wait_for(lambda: deferred_with_time_left(env, 6), 180, "a run deferring while idle", poll=0.3)[0]
     replay.release_at[late] = time.monotonic()
     stack.wait_for(lambda: stored().get(late) == "ingested", 120, "the story published while idle")
     assert task_states(env, "discover_stories")[waiting] == "success"
