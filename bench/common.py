@@ -79,7 +79,29 @@ def corpus_ok() -> None:
         raise SystemExit(f"the corpus is missing at {corpus.corpus_dir()}")
 
 
-class PeakMemory:
+class TaggedSampler:
+    """A thread that samples the processes tagged `HN_BENCH_TAG=<tag>` while the `with` block runs."""
+
+    def __init__(self, tag: str) -> None:
+        import threading
+
+        self.marker = f"HN_BENCH_TAG={tag}".encode()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        raise NotImplementedError
+
+
+class PeakMemory(TaggedSampler):
     """Peak resident memory (VmHWM) of every process whose environment carries `HN_BENCH_TAG=<tag>`.
 
     Give the tag to the command under test (its environment): the `airflow dags test` process, the
@@ -90,20 +112,8 @@ class PeakMemory:
     """
 
     def __init__(self, tag: str) -> None:
-        import threading
-
-        self.marker = f"HN_BENCH_TAG={tag}".encode()
+        super().__init__(tag)
         self.peaks: dict[int, tuple[str, int]] = {}  # pid → (command, VmHWM kB)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _sample(self) -> None:
         from pathlib import Path

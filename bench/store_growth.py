@@ -48,7 +48,7 @@ from datetime import datetime
 from pathlib import Path
 from statistics import quantiles
 
-from bench.common import RESULTS, PeakMemory, corpus_ok, corpus_replay, machine, print_table
+from bench.common import RESULTS, PeakMemory, TaggedSampler, corpus_ok, corpus_replay, machine, print_table
 from include.config import PROJECT_ROOT
 
 STORES = PROJECT_ROOT / "data" / "bench-stores"
@@ -326,24 +326,14 @@ class AirflowSetup:
         pass
 
 
-class RssTimeline:
+class RssTimeline(TaggedSampler):
     """VmRSS of every process tagged `HN_BENCH_TAG=<tag>` but the embedding service, every 0.5 s: the peak
     within each task's window of an `airflow dags test` log (its tasks may share one process, whose
     VmHWM would then only say the peak so far)."""
 
     def __init__(self, tag: str) -> None:
-        self.marker = f"HN_BENCH_TAG={tag}".encode()
+        super().__init__(tag)
         self.samples: list[tuple[float, float]] = []  # (time, MB summed over the tagged processes)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> RssTimeline:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
