@@ -4,13 +4,16 @@
     python -m bench.store_growth --sizes 10 15000 --repeats 3     # only the small and the middle store
     python -m bench.store_growth --sizes 100000:1000000           # stories:chunks, explicitly
     python -m bench.store_growth --grow-only --sizes 100000       # build (and cache) the stores, measure nothing
+    python -m bench.store_growth --backend server                  # the same on a Milvus 2.3.5 server (tests/milvus_server.py)
 
 Each size is a real Milvus Lite directory grown through the real schema (`StoreSchema.ensure_collections`)
 with synthetic rows shaped by the writer's own `_chunk_row` and as the ledger writes states: text made of
 real words from the corpus truths (read in place), random unit vectors, a month of stories (85 % ingested
 with their thread schedule done, 8 % skipped, 5 % failed, 2 % removed), ~60 % page and ~40 % comment
 chunks. Grown stores are cached under `data/bench-stores/<size>/` (a `grown.json` written last marks one
-complete) and reused by later runs. Synthetic stories never become due (threads read through every
+complete) and reused by later runs; with `--backend server` each size is a Milvus server (the 2.3.5 wheel that
+the tests use) whose data sits under `data/bench-stores/<size>-server/`, started for the bench and grown through
+the same schema (a server before 2.5 has no BM25: `hybrid` answers dense there, and says so). Synthetic stories never become due (threads read through every
 refresh step, failed stories waiting a year or out of attempts): a DAG run must not refresh or remove
 stories the replay does not know. Every DAG run adds its 10 corpus stories to the cached store (the next
 run picks 10 others: 200 runs' worth).
@@ -25,6 +28,8 @@ Per size, each figure in a process of its own (the bench never opens a store its
   makes on `hn_chunks`: `writer.comment_hashes` of 10 stories and `reader.count()`;
 - `include.store.search.search` per mode (dense, text, hybrid): the first query, then p50/p95 over up to
   `--queries` corpus sentences within `--search-budget` seconds, with a fixed query vector (no model);
+- through the HTTP API (a real `airflow api-server` with the plugin): `/hn-ingest/api/status` and a hybrid
+  `/hn-ingest/api/search` (the real model, warm), first request and p50/p95 over `--api-requests`;
 - one `airflow dags test hn_ingest` run of 10 new corpus stories (the replay, warm embedding service)
   against the store: wall, per-task seconds, peak RSS per process and sampled RSS per task.
 Steps stream their figures as they go, so a step cut by its timeout still reports what it finished.
@@ -78,29 +83,33 @@ def main() -> None:
     parser.add_argument("--dag-timeout", type=float, default=1800.0)
     parser.add_argument("--no-dag", action="store_true", help="skip the airflow dags test run")
     parser.add_argument("--grow-only", action="store_true", help="build the cached stores, measure nothing")
+    parser.add_argument("--backend", choices=("lite", "server"), default="lite")
+    parser.add_argument("--api-requests", type=int, default=30, help="requests per API route")
+    parser.add_argument("--no-api", action="store_true", help="skip the HTTP API step")
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        WORKERS[args.worker](Path(args.store), json.loads(args.spec or "{}"))
+        WORKERS[args.worker](args.store, json.loads(args.spec or "{}"))
         return
     corpus_ok()
     sizes = [parse_size(f"{args.stories}", args.chunks_per_story)] if args.stories else \
         [parse_size(s, args.chunks_per_story) for s in args.sizes]
     started = time.monotonic()
-    print(f"store growth bench: sizes {sizes}; code {code_version()}; {machine()}; load average {load()}", flush=True)
+    print(f"store growth bench: sizes {sizes} on {args.backend}; code {code_version()}; {machine()}; "
+          f"load average {load()}", flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
-    airflow = None if (args.no_dag or args.grow_only) else AirflowSetup()
+    airflow = None if ((args.no_dag and args.no_api) or args.grow_only) else AirflowSetup()
     columns: list[dict] = []
     try:
         for stories, chunks in sizes:
             column = {"size": f"{stories:,} stories / {chunks:,} chunks", "load before": load()}
-            path, grown = ensure_grown(stories, chunks, args)
-            column["grown"] = grown
-            if not args.grow_only:
-                measure(path, stories, column, args, airflow)
+            with StoreTarget(store_dir(stories, chunks, args.seed, args.backend), args.backend) as target:
+                column["grown"] = ensure_grown(target, stories, chunks, args)
+                if not args.grow_only:
+                    measure(target, stories, column, args, airflow)
             column["load after"] = load()
             columns.append(column)
             print(json.dumps(column, default=str), flush=True)
@@ -108,8 +117,9 @@ def main() -> None:
         if airflow:
             airflow.close()
     if not args.grow_only:
-        print_table(f"Store growth: Milvus Lite and the control path by store size (code {code_version()})",
-                    table_rows(columns, time.monotonic() - started), "store_growth.txt")
+        backend = "Milvus Lite" if args.backend == "lite" else "a Milvus 2.3.5 server"
+        print_table(f"Store growth: {backend} and the control path by store size (code {code_version()})",
+                    table_rows(columns, time.monotonic() - started), f"store_growth-{args.backend}.txt")
 
 
 def code_version() -> str:
@@ -135,43 +145,78 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def store_dir(stories: int, chunks: int, seed: int) -> Path:
-    return STORES / f"s{stories}-c{chunks}-seed{seed}-v{GROW_VERSION}"
+def store_dir(stories: int, chunks: int, seed: int, backend: str = "lite") -> Path:
+    return STORES / (f"s{stories}-c{chunks}-seed{seed}-v{GROW_VERSION}" + ("-server" if backend == "server" else ""))
 
 
-def ensure_grown(stories: int, chunks: int, args) -> tuple[Path, str]:
-    folder = store_dir(stories, chunks, args.seed)
-    marker = folder / "grown.json"
-    path = folder / "milvus.db"
+class StoreTarget:
+    """Where a size's store lives: a Milvus Lite directory, or a Milvus server (data in `folder`) that runs
+    while the bench measures it. `location` is what a client, a CLI or a connection is given."""
+
+    def __init__(self, folder: Path, backend: str) -> None:
+        self.folder, self.backend = folder, backend
+        self.server = None
+        self.location = str(folder / "milvus.db")
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def __enter__(self) -> StoreTarget:
+        if self.backend == "server":
+            from tests.milvus_server import MilvusServer
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.server = MilvusServer(self.folder, startup_timeout=300).start()
+            self.location = self.server.uri
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.server:
+            self.server.stop()
+
+    def evict(self) -> None:
+        """The store's files out of the page cache (a server keeps its store loaded: nothing to evict)."""
+        if self.backend == "lite":
+            evict(self.folder)
+
+
+def ensure_grown(target: StoreTarget, stories: int, chunks: int, args) -> str:
+    marker = target.folder / "grown.json"
     if marker.is_file():
         info = json.loads(marker.read_text())
-        return path, f"cached ({info['seconds']:.0f} s)"
-    subprocess.run(["rm", "-rf", str(folder)], check=True)  # a growth cut short is started again
-    folder.mkdir(parents=True)
+        return f"cached ({info['seconds']:.0f} s)"
+    if target.backend == "lite":  # a growth cut short is started again (a server's collections are dropped)
+        subprocess.run(["rm", "-rf", str(target.folder)], check=True)
+        target.folder.mkdir(parents=True)
     spec = {"stories": stories, "chunks": chunks, "seed": args.seed}
-    result = run_worker("grow", path, spec, args.step_timeout + chunks / 200, f"growing {stories}/{chunks}")
+    result = run_worker("grow", target.location, spec, args.step_timeout + chunks / 200, f"growing {stories}/{chunks}")
     if "done" not in result:
         raise SystemExit(f"growing the {stories}-story store failed or timed out: {result}")
     marker.write_text(json.dumps({**spec, **result["done"], "grow_version": GROW_VERSION,
                                   "grown_at": datetime.now().isoformat(timespec="seconds")}))
-    return path, f"now ({result['done']['seconds']:.0f} s)"
+    return f"now ({result['done']['seconds']:.0f} s)"
 
 
-def measure(path: Path, stories: int, column: dict, args, airflow: AirflowSetup | None) -> None:
-    evict(path.parent)
-    column["open cold"] = run_worker("open", path, {}, args.step_timeout, "open cold")
-    column["open warm"] = [run_worker("open", path, {}, args.step_timeout, "open warm") for _ in range(args.repeats)]
-    column["status"] = run_cli(path, args.status_timeout, "include.ops.status")
-    # A search by hand; BM25 so that no model loads: the store's own cost.
-    column["search_cli"] = run_cli(path, args.status_timeout, "include.ops.search", "rust async runtime", "--mode",
-                                   "text", "-k", "5")
+def measure(target: StoreTarget, stories: int, column: dict, args, airflow: AirflowSetup | None) -> None:
+    location = target.location
+    target.evict()
+    column["open cold"] = run_worker("open", location, {}, args.step_timeout, "open cold")
+    column["open warm"] = [run_worker("open", location, {}, args.step_timeout, "open warm")
+                           for _ in range(args.repeats)]
+    column["status"] = run_cli(location, args.status_timeout, "include.ops.status")
+    # A search by hand; BM25 so that no model loads: the store's own cost (dense where the server has no BM25).
+    column["search_cli"] = run_cli(location, args.status_timeout, "include.ops.search", "rust async runtime",
+                                   "--mode", "text" if args.backend == "lite" else "dense", "-k", "5")
     spec = {"stories": stories, "seed": args.seed, "repeats": args.repeats, "queries": args.queries,
             "search_budget": args.search_budget, "corpus_ids": corpus_story_ids()}
-    column["probe"] = run_worker("probe", path, spec, args.step_timeout, "control path and searches")
-    if airflow:
+    column["probe"] = run_worker("probe", location, spec, args.step_timeout, "control path and searches")
+    if airflow and not args.no_api:
+        column["api"] = airflow.api_latency(location, _queries(args.api_requests), args.status_timeout)
+    if airflow and not args.no_dag:
         present = set(column["probe"].get("present", []))
         fresh = [i for i in corpus_story_ids() if i not in present][:10]
-        column["dag"] = airflow.run(path, fresh, args.dag_timeout) if len(fresh) == 10 else {
+        column["dag"] = airflow.run(location, target.name, fresh, args.dag_timeout) if len(fresh) == 10 else {
             "error": "fewer than 10 corpus stories left that the store does not hold"}
 
 
@@ -192,15 +237,15 @@ def evict(folder: Path) -> None:
                 os.close(fd)
 
 
-def run_worker(kind: str, path: Path, spec: dict, timeout: float, what: str) -> dict:
+def run_worker(kind: str, location: str, spec: dict, timeout: float, what: str) -> dict:
     """Run a worker in its own process; its figures as they arrived, `timeout` set if it was cut."""
-    command = [sys.executable, "-m", "bench.store_growth", "--worker", kind, "--store", str(path),
+    command = [sys.executable, "-m", "bench.store_growth", "--worker", kind, "--store", location,
                "--spec", json.dumps(spec)]
     figures: dict = {}
     log = WORK / f"worker-{kind}.log"
     started = time.monotonic()
     with open(log, "a") as err:
-        err.write(f"\n== {datetime.now().isoformat(timespec='seconds')} {kind} {path}\n")
+        err.write(f"\n== {datetime.now().isoformat(timespec='seconds')} {kind} {location}\n")
         err.flush()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, cwd=PROJECT_ROOT,
                                    env=bench_env(), start_new_session=True)
@@ -243,11 +288,16 @@ def bench_env() -> dict[str, str]:
             "DO_NOT_TRACK": "1"}
 
 
-def run_cli(path: Path, timeout: float, *command: str) -> dict:
+def milvus_connection(location: str) -> str:
+    """`AIRFLOW_CONN_MILVUS_DEFAULT` for a Lite directory or a server URI."""
+    return json.dumps({"conn_type": "milvus", "host": location})
+
+
+def run_cli(location: str, timeout: float, *command: str) -> dict:
     """`python -m <command>` as a user runs it, with the store as its connection: wall and peak RSS."""
     tag = f"store-growth-cli-{os.getpid()}-{time.monotonic_ns()}"
     env = {**bench_env(), "HN_BENCH_TAG": tag,
-           "AIRFLOW_CONN_MILVUS_DEFAULT": json.dumps({"conn_type": "milvus", "host": str(path)})}
+           "AIRFLOW_CONN_MILVUS_DEFAULT": milvus_connection(location)}
     started = time.monotonic()
     with PeakMemory(tag) as memory:
         process = subprocess.Popen([sys.executable, "-m", *command], stdout=subprocess.DEVNULL,
@@ -291,7 +341,7 @@ class AirflowSetup:
         self.env.extra_env.update({"HN_INGEST_RUNTIME_DIR": str(runtime), "HN_INGEST_EMBEDDING_SERVICE_IDLE": "600"})
         self.env.migrate()
 
-    def run(self, path: Path, story_ids: list[int], timeout: float) -> dict:
+    def run(self, location: str, name: str, story_ids: list[int], timeout: float) -> dict:
         """One `airflow dags test hn_ingest` of `story_ids` (the replay serves only those) on the store."""
         # The embedding service is started and warm before the run: each size meets the same model state.
         self.env.run(sys.executable, "-c", "from include.embed.service import embed; embed(['warm up'])", timeout=300)
@@ -301,8 +351,7 @@ class AirflowSetup:
                 if story_id not in story_ids:
                     del replay.items[story_id]
             self.env.extra_env.update({**replay.connection_env(), "HN_BENCH_TAG": tag,
-                                       "AIRFLOW_CONN_MILVUS_DEFAULT": json.dumps({"conn_type": "milvus",
-                                                                                 "host": str(path)})})
+                                       "AIRFLOW_CONN_MILVUS_DEFAULT": milvus_connection(location)})
             started = time.monotonic()
             with PeakMemory(tag) as memory, RssTimeline(tag) as timeline:
                 try:
@@ -311,7 +360,7 @@ class AirflowSetup:
                     return {"timeout": f"did not finish in {timeout:.0f} s", "peak_mb": memory.total_mb(),
                             "processes": memory.largest(4)}
             wall = time.monotonic() - started
-        (WORK / f"dag-{path.parent.name}.log").write_text(result.log)
+        (WORK / f"dag-{name}.log").write_text(result.log)
         figures = {"wall": wall, "succeeded": result.succeeded, "peak_mb": memory.total_mb(),
                    "processes": memory.largest(4),
                    "task_seconds": {k: round(v, 1) for k, v in result.task_seconds().items()},
@@ -320,6 +369,38 @@ class AirflowSetup:
         if summary:
             figures["summary"] = json.loads(summary[-1].split("run summary: ", 1)[1])
         print(f"  dags test: {_brief(figures)}", flush=True)
+        return figures
+
+    def api_latency(self, location: str, queries: list[str], timeout: float) -> dict:
+        """`/hn-ingest/api/status` and hybrid `/hn-ingest/api/search` through a real api-server on the store:
+        the first request of each (opening, model warm-up), then the latency of `queries` requests each."""
+        import requests
+
+        from tests.airflow_cli import AirflowStack, simple_auth_settings
+
+        self.env.extra_env.update({**simple_auth_settings(self.env.home, "reader", "viewer", "bench-password"),
+                                   "AIRFLOW_CONN_MILVUS_DEFAULT": milvus_connection(location)})
+        figures: dict = {}
+        with AirflowStack(self.env, components=("api-server",)) as stack:
+            base = stack.wait_for_api(timeout)
+            headers = {"Authorization": f"Bearer {stack.login('reader', 'bench-password')}"}
+            routes = {"status": lambda q: ("/hn-ingest/api/status", {}),
+                      "search_hybrid": lambda q: ("/hn-ingest/api/search", {"q": q, "k": 5, "mode": "hybrid"})}
+            for name, request in routes.items():
+                runs, answer = [], {}
+                for query in ["a first query", *queries]:
+                    route, params = request(query)
+                    started = time.perf_counter()
+                    response = requests.get(base + route, params=params, headers=headers, timeout=timeout)
+                    runs.append(time.perf_counter() - started)
+                    if response.status_code != 200:
+                        figures[name] = {"error": f"HTTP {response.status_code}: {response.text[:200]}"}
+                        break
+                    answer = response.json()
+                else:
+                    figures[name] = {"first": runs[0], "runs": runs[1:],
+                                     "mode": answer.get("mode"), "notice": answer.get("notice")}
+        print(f"  api: {_brief(figures)}", flush=True)
         return figures
 
     def close(self) -> None:
@@ -399,6 +480,8 @@ def table_rows(columns: list[dict], seconds: float) -> list[tuple[str, str]]:
         rows.append(row(f"search {mode}: first s; p50 / p95 ms (n)", lambda c, mode=mode: _search(c["probe"], mode)))
     rows += [row("probe process RSS peak (MB)", lambda c: _num(c["probe"].get("hwm_mb"), 0)),
              row("probe", lambda c: c["probe"].get("timeout") or c["probe"].get("error") or "complete"),
+             row("API /status: first s; p50 / p95 ms (n)", lambda c: _latency(c.get("api"), "status")),
+             row("API hybrid search: first s; p50 / p95 ms (n)", lambda c: _latency(c.get("api"), "search_hybrid")),
              row("dags test, 10 new stories: wall s", lambda c: _dag_wall(c.get("dag"))),
              row("  peak RSS, sum of processes (MB)", lambda c: _num((c.get("dag") or {}).get("peak_mb"), 0))]
     tasks = ("discover_stories", "extract_batch", "embed_batch", "write_batch", "report_run")
@@ -455,6 +538,19 @@ def _search(probe: dict, mode: str) -> str:
     found = probe.get("search", {}).get(mode)
     if not found:
         return "not reached" if "timeout" in probe else "-"
+    return _percentiles(found)
+
+
+def _latency(api: dict | None, route: str) -> str:
+    found = (api or {}).get(route)
+    if not found:
+        return "-"
+    if "error" in found:
+        return found["error"][:24]
+    return _percentiles(found) + (" dense" if found.get("mode") == "dense" else "")
+
+
+def _percentiles(found: dict) -> str:
     runs = found["runs"]
     if len(runs) >= 2:
         cuts = quantiles(runs, n=20, method="inclusive")
@@ -493,7 +589,7 @@ def memory_mb() -> dict[str, float]:
     return {"rss_mb": values["VmRSS"], "hwm_mb": values["VmHWM"]}
 
 
-def open_store(path: Path):
+def open_store(location: str):
     """Open and load as a task does; the seconds of each part."""
     started = time.perf_counter()
     import milvus_lite.adapter.grpc.server  # noqa: F401 - imported apart: the open is timed without imports
@@ -504,7 +600,7 @@ def open_store(path: Path):
 
     imports = time.perf_counter() - started
     started = time.perf_counter()
-    client = open_client(str(path), lock_timeout=5)
+    client = open_client(location, lock_timeout=5)
     opened = time.perf_counter() - started
     loads: dict[str, float] = {}
     load_collection = client.load_collection
@@ -524,23 +620,23 @@ def open_store(path: Path):
                            "loads": loads}
 
 
-def open_worker(path: Path, spec: dict) -> None:
+def open_worker(location: str, spec: dict) -> None:
     from include.store.client import close_client
 
-    client, _, figures = open_store(path)
+    client, _, figures = open_store(location)
     emit(**figures, **memory_mb())
     started = time.perf_counter()
-    close_client(client, str(path))
+    close_client(client, location)
     emit(close=time.perf_counter() - started)
 
 
-def probe_worker(path: Path, spec: dict) -> None:
+def probe_worker(location: str, spec: dict) -> None:
     """The control path and searches on one open store."""
     from include.config import ThreadConfig
     from include.store.client import close_client
     from include.store.search import search
 
-    client, store, figures = open_store(path)
+    client, store, figures = open_store(location)
     emit(ensure=figures["open"] + figures["ensure"], **memory_mb())
     present = store.ledger.states(spec["corpus_ids"])
     emit(present=sorted(present))
@@ -581,7 +677,7 @@ def probe_worker(path: Path, spec: dict) -> None:
                 break
         results[mode] = {"first": first, "runs": runs}
         emit(search=results, **memory_mb())
-    close_client(client, str(path))
+    close_client(client, location)
 
 
 def fixed_vector(query: str):
@@ -611,13 +707,17 @@ def _random(seed: int, stream: int):
     return np.random.default_rng([seed, stream])
 
 
-def grow_worker(path: Path, spec: dict) -> None:
+def grow_worker(location: str, spec: dict) -> None:
     """Create the collections through the project's schema and fill them with `spec`'s stories and chunks."""
     from include.config import CHUNKS_COLLECTION, STORIES_COLLECTION
     from include.store.client import close_client
 
     started = time.perf_counter()
-    client, store, _ = open_store(path)
+    client, store, _ = open_store(location)
+    if store.reader.count():  # a server's growth cut short: start again from empty collections
+        for name in client.list_collections():
+            client.drop_collection(name)
+        store.schema.ensure_collections()
     generator = SyntheticStore(spec["stories"], spec["chunks"], spec["seed"])
     expected = {name: set(store.schema.stored_fields(name)) for name in (CHUNKS_COLLECTION, STORIES_COLLECTION)}
     written = {CHUNKS_COLLECTION: 0, STORIES_COLLECTION: 0}
@@ -628,10 +728,10 @@ def grow_worker(path: Path, spec: dict) -> None:
         written[name] += len(rows)
         if written[CHUNKS_COLLECTION] % 50_000 < len(rows) and name == CHUNKS_COLLECTION:
             print(f"{written} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    close_client(client, str(path))  # flushes: the memtable becomes segments, their indexes are built
-    client, store, _ = open_store(path)  # a first open builds what the flush left (so a measured open does not)
+    close_client(client, location)  # flushes: the memtable becomes segments, their indexes are built
+    client, store, _ = open_store(location)  # a first open builds what the flush left (so a measured open does not)
     counted = {"chunks": store.reader.count(), "stories": len(store.ledger.story_rows())}
-    close_client(client, str(path))
+    close_client(client, location)
     emit(done={"seconds": time.perf_counter() - started, **counted, "written": written,
                "states": generator.state_counts})
 

@@ -31,6 +31,9 @@ from include.store.jobs import ReindexJob, ReindexProgress
 Mode = Literal["new", "backfill", "reindex"]
 # Stories of a running reindex each run takes, after its new stories (its throughput against freshness).
 REINDEX_PER_RUN = int(os.environ.get("HN_INGEST_REINDEX_PER_RUN", "50"))
+# A slice goes in batches of its own, larger than the new stories' (which stay small for freshness): each
+# batch is three task instances, whose start-up costs more than a small page, so fewer make a shorter run.
+REINDEX_BATCH_SIZE = int(os.environ.get("HN_INGEST_REINDEX_BATCH_SIZE", "25"))
 
 
 def run_mode(run_type: str, reindex: bool) -> Mode:
@@ -90,6 +93,7 @@ class RunRequest:
     cancel_reindex: bool = False
     max_batches: int = 1024  # Airflow's [core] max_map_length: a run never maps more
     reindex_per_run: int = REINDEX_PER_RUN
+    reindex_batch_size: int = REINDEX_BATCH_SIZE
 
 
 @dataclass
@@ -122,9 +126,11 @@ def plan_run(request: RunRequest, hn: HackerNewsClient, store: ChunkStore, now: 
         if request.conditional else {}
     if job is not None and job.conditional:
         known.update(validators(reindex_slice, store, fingerprint))
-    spare = request.max_batches - _batch_count(len(story_ids) + len(reindex_slice), request.batch_size)
+    spare = request.max_batches - _batch_count(len(story_ids), request.batch_size) \
+        - _batch_count(len(reindex_slice), request.reindex_batch_size)
     refresh = refresh[: max(0, spare) * request.batch_size]
-    batches = plan_batches(story_ids + reindex_slice, request.batch_size, known, threads.enabled, refresh)
+    batches = plan_batches(story_ids, request.batch_size, known, threads.enabled, refresh,
+                           reindex_slice, request.reindex_batch_size)
     _stage_stored_threads(batches, store, request.run_id)
     if removed:
         if not batches:
@@ -146,7 +152,7 @@ def _reindex_slice(request: RunRequest, store: ChunkStore, story_ids: list[int],
         return [], None, job
     progress = store.jobs.reindex_progress(job, now)
     room = (request.max_batches - _batch_count(len(story_ids), request.batch_size)
-            - _batch_count(refreshes, request.batch_size)) * request.batch_size
+            - _batch_count(refreshes, request.batch_size)) * request.reindex_batch_size
     size = min(request.reindex_per_run, room)
     if size <= 0:  # this run's own stories fill it: the reindex goes on in the next
         return [], progress, job
@@ -210,21 +216,25 @@ def validators(story_ids: list[int], store: ChunkStore, fingerprint: str) -> dic
 
 
 def plan_batches(story_ids: list[int], batch_size: int, known: dict[str, list[str]] | None = None,
-                 threads: bool = False, refresh_ids: list[int] | None = None) -> list[dict]:
+                 threads: bool = False, refresh_ids: list[int] | None = None, reindex_ids: list[int] = (),
+                 reindex_batch_size: int = REINDEX_BATCH_SIZE) -> list[dict]:
     """Micro-batches as small dicts (XCom-sized), each labelled for the Airflow grid view, each with
     the validators of its stories (`validators`) for a conditional refetch.
 
-    `threads`: each batch also reads its stories' comment threads (`thread_ids`). `refresh_ids`: stories
+    `threads`: each batch also reads its stories' comment threads (`thread_ids`). `reindex_ids`: a
+    reindex's slice, in batches of `reindex_batch_size` after the new stories. `refresh_ids`: stories
     whose thread alone is due; they go in batches of their own after the pages, so a big thread never
     holds up new stories."""
     known = known or {}
     batches = []
-    for start in range(0, len(story_ids), batch_size):
-        ids = story_ids[start : start + batch_size]
-        batches.append({"number": len(batches), "story_ids": ids,
-                        "label": f"batch {len(batches)}: {len(ids)} stories {min(ids)}-{max(ids)}",
-                        "validators": {str(i): known[str(i)] for i in ids if str(i) in known},
-                        "thread_ids": list(ids) if threads else []})
+    for ids, size, what in ((story_ids, batch_size, "stories"), (list(reindex_ids), reindex_batch_size, "reindexed")):
+        for start in range(0, len(ids), size):
+            part = ids[start : start + size]
+            batches.append({"number": len(batches), "story_ids": part,
+                            "label": f"batch {len(batches)}: {len(part)} {what} {min(part)}-{max(part)}",
+                            "validators": {str(i): known[str(i)] for i in part if str(i) in known},
+                            "thread_ids": list(part) if threads else []})
+    story_ids = [*story_ids, *reindex_ids]
     refresh_ids = [i for i in refresh_ids or [] if i not in set(story_ids)]
     for start in range(0, len(refresh_ids), batch_size):
         ids = refresh_ids[start : start + batch_size]

@@ -6,12 +6,15 @@ Mounted by `plugins/hn_ingest_plugin.py` under `/hn-ingest`; every route needs a
     GET /hn-ingest/api/stories/<id>     the story's state, reason and all its chunks in order
     GET /hn-ingest/api/status           counts, the latest failures, freshness, the last runs
 
-The store is opened per request and closed after it: a Milvus Lite directory is then free for the
-write tasks between requests (on a Milvus server, an open is a cheap connect).
+On a Milvus server, one client per api-server process serves every request (gRPC clients are thread-safe;
+an open per request would cost a connect and a load check each time). A Milvus Lite directory is opened per
+request and closed after it: Lite lets one process hold the directory, and the write tasks need it between
+requests.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,27 +27,55 @@ from hn_providers.auth import DAG_ID, require_user
 from hn_providers.runs import recent_runs
 from hn_providers.ui import router as ui_router
 
+_server_stores: dict[tuple[str, str, str], object] = {}  # (uri, token, db_name) -> ChunkStore, for the process
+_server_stores_lock = threading.Lock()
+
 
 @contextmanager
 def opened_store() -> Iterator:
     from hn_providers.hooks.milvus import MilvusHook
-    from include.store import ChunkStore
-    from include.store.client import MilvusUnavailable, close_client, open_client
+    from include.store.client import MilvusUnavailable, is_lite_uri
 
     # The hook only resolves the connection: the client is opened here, without the hook's stderr
     # routing (a process-wide fd swap that concurrent requests in threads would undo out of order).
     settings = MilvusHook().client_kwargs
     try:
-        uri = settings["uri"]
-        client = open_client(uri, settings["token"], lock_timeout=15, db_name=settings["db_name"])
+        if is_lite_uri(settings["uri"]):
+            with _lite_store(settings) as store:
+                yield store
+        else:
+            yield _server_store(settings)
     except MilvusUnavailable as exc:
         raise HTTPException(503, f"the store is unavailable: {exc}") from exc
+
+
+@contextmanager
+def _lite_store(settings: dict[str, str]) -> Iterator:
+    from include.store import ChunkStore
+    from include.store.client import close_client, open_client
+
+    client = open_client(settings["uri"], settings["token"], lock_timeout=15, db_name=settings["db_name"])
     try:
         store = ChunkStore(client)
         store.schema.ensure_collections()
         yield store
     finally:
-        close_client(client, uri)
+        close_client(client, settings["uri"])
+
+
+def _server_store(settings: dict[str, str]):
+    from include.store import ChunkStore
+    from include.store.client import open_client
+
+    key = (settings["uri"], settings["token"], settings["db_name"])
+    with _server_stores_lock:
+        store = _server_stores.get(key)
+        if store is None:
+            client = open_client(settings["uri"], settings["token"], db_name=settings["db_name"])
+            store = ChunkStore(client)
+            store.schema.ensure_collections()
+            _server_stores[key] = store
+    return store
 
 
 def parse_time(value: str | None, name: str) -> int | None:

@@ -79,3 +79,15 @@ def test_progress_counts_what_was_written_and_a_cancel_stops_the_slices(world):
     cancelled = plan_run(request(cancel_reindex=True), hn, store, now=2_070)
     assert cancelled.reindex_slice == [] and cancelled.batches == []
     assert store.jobs.reindex_progress(store.jobs.reindex()).state == "cancelled"
+
+
+def test_a_slice_goes_in_its_own_larger_batches_after_the_new_stories(world):
+    hn, store = world
+    plan = plan_run(RunRequest("reindex", "run", batch_size=2, max_batches=MAX_BATCHES, reindex_per_run=40,
+                               reindex_batch_size=20), hn, store, now=2_000)
+    sizes = [len(b["story_ids"]) for b in plan.batches]
+    assert sizes == [20, 20] and all("reindexed" in b["label"] for b in plan.batches), plan.batches
+    # Room is counted in the slice's batches: 5 batches of 20 hold at most 100 stories of a slice.
+    wide = plan_run(RunRequest("new", "run", batch_size=2, max_batches=MAX_BATCHES, reindex_per_run=500,
+                               reindex_batch_size=20), hn, store, now=2_010)
+    assert len(wide.batches) == MAX_BATCHES and len(wide.reindex_slice) == MAX_BATCHES * 20
