@@ -4,7 +4,8 @@ older store in place.
 `hn_chunks` carries, besides the dense embedding (IVF_FLAT), its text fed to Milvus's BM25 function
 into a sparse field for full-text search where the backend has it (Milvus Lite, Milvus 2.5+), and the
 story's metadata on each chunk so searches can filter by it. `hn_stories` holds each story's state.
-Each collection carries its schema version in the collection property `hn_ingest.schema_version`.
+Each collection carries its schema version in the collection property `hn_ingest.schema_version`; its
+fields say it too, and they decide when the property is missing (a Milvus 2.3 server forgets it on a restart).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ VERSION_PROPERTY = "hn_ingest.schema_version"
 # comment chunk count.
 # hn_jobs (v1) came with resumable reindexes; a store without it gains it empty.
 SCHEMA_VERSIONS = {CHUNKS_COLLECTION: 3, STORIES_COLLECTION: 3, JOBS_COLLECTION: 1}
+# The first field each version added: a collection that has it is at least that version.
+VERSION_FIELDS = {CHUNKS_COLLECTION: {2: "kind", 3: "comment_id"}, STORIES_COLLECTION: {2: "next_attempt_at", 3: "item_hash"},
+                  JOBS_COLLECTION: {}}
 # Fields an older row lacks, and what they mean for it: no retry scheduled, no validators known; a
 # chunk's story time and counts unknown (0) until the story is ingested again; a page chunk has no
 # comment fields; the thread never read (so it is read by a later run). A chunk's domain is its URL's.
@@ -87,9 +91,12 @@ class StoreSchema:
         return self._full_text
 
     def schema_version(self, name: str) -> int:
-        """The collection's version property; a collection without one is from the first release."""
-        properties = self.client.describe_collection(name).get("properties") or {}
-        return int(properties.get(VERSION_PROPERTY, 1))
+        """The collection's version: its version property, or what its fields show, whichever is higher.
+        Without the fields' say a server that lost the property would copy the whole collection again."""
+        described = self.client.describe_collection(name)
+        fields = {f["name"] for f in described["fields"]}
+        shown = max([1, *(v for v, field in VERSION_FIELDS[name].items() if field in fields)])
+        return max(shown, int((described.get("properties") or {}).get(VERSION_PROPERTY, 1)))
 
     def set_schema_version(self, name: str, version: int) -> None:
         self.client.alter_collection_properties(name, properties={VERSION_PROPERTY: str(version)})

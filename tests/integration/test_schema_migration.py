@@ -237,3 +237,25 @@ def build_v1_stories_only(client) -> None:
         {"story_id": s, "status": "ingested", "stage": "", "reason": "", "attempts": 0, "chunk_count": 1,
          "title": f"Story {s}", "url": "https://e.com", "updated_at": 5, "unused_vector": [0.0, 0.0]}
         for s in range(1, STORIES + 1)])
+
+
+def test_a_current_store_that_lost_its_version_property_is_not_copied_again(tmp_path, caplog):
+    """A Milvus 2.3.5 server forgets collection properties when it restarts (seen by bench.store_growth: the
+    first open after a restart copied every collection). The fields still say the version. The loss is made
+    here on Milvus Lite, which can drop a property (the 2.3 server's restart costs a minute)."""
+    uri = str(tmp_path / "milvus.db")
+    client = open_client(uri)
+    try:
+        store = ChunkStore(client)
+        store.schema.ensure_collections()
+        for name in (CHUNKS_COLLECTION, STORIES_COLLECTION):
+            client.drop_collection_properties(name, property_keys=[VERSION_PROPERTY])
+            assert VERSION_PROPERTY not in (client.describe_collection(name).get("properties") or {})
+        caplog.set_level("INFO", logger="include.store.schema")
+        reopened = ChunkStore(client)
+        reopened.schema.ensure_collections()
+        assert "migrating" not in caplog.text
+        assert reopened.schema.schema_version(CHUNKS_COLLECTION) == reopened.schema.schema_version(STORIES_COLLECTION) \
+            == CURRENT
+    finally:
+        close_client(client, uri)
