@@ -89,3 +89,29 @@ def test_the_checks_catch_a_store_that_inserts(store):
     client.upsert = client.insert
     with pytest.raises(AssertionError, match="duplicated"):
         run_protocol(store)
+
+
+def test_the_api_keeps_one_client_for_a_server_and_opens_lite_per_request(fresh_milvus_server, tmp_path, monkeypatch):
+    """A server connection is opened once per api-server process (a connect and a load check per request
+    were most of a request's time); a Lite directory per request, so the write tasks get it in between."""
+    import json
+
+    from include.config import PROJECT_ROOT
+    from include.store import client as client_module
+
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "plugins"))
+    from hn_providers import api
+
+    opened: list[str] = []
+    real_open = client_module.open_client
+    monkeypatch.setattr(client_module, "open_client", lambda uri, *a, **k: opened.append(uri) or real_open(uri, *a, **k))
+    monkeypatch.setattr(api, "_server_stores", {})
+    lite = str(tmp_path / "milvus.db")
+    for uri in (fresh_milvus_server.uri, lite):
+        monkeypatch.setenv("AIRFLOW_CONN_MILVUS_DEFAULT", json.dumps({"conn_type": "milvus", "host": uri}))
+        for _ in range(3):
+            with api.opened_store() as store:
+                assert store.reader.count() == 0
+    assert opened == [fresh_milvus_server.uri, lite, lite, lite]
+    for store in api._server_stores.values():
+        close_client(store.client, fresh_milvus_server.uri)
