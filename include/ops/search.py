@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from include.store import ChunkStore
 from include.store.client import close_client, open_client, uri_from_environment
+from include.store.collections import BoundedReads
 from include.store.search import KINDS, MODES, Filters, InvalidQuery, SearchResult, search
 
 
@@ -25,7 +26,7 @@ def search_store(query: str, k: int = 5, mode: str = "hybrid", filters: Filters 
     uri, token = uri_from_environment()
     client = open_client(uri, token)
     try:
-        store = ChunkStore(client)
+        store = ChunkStore(BoundedReads(client))
         store.schema.ensure_collections()
         return search(store, query, k, mode, filters, chunks_per_story)
     finally:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from include.config import CHUNKS_COLLECTION, STORIES_COLLECTION, RetryPolicy
 from include.store import ChunkStore
 from include.store.client import close_client, lite_size_warning, open_client, uri_from_environment
-from include.store.collections import count, first_page
+from include.store.collections import BoundedReads, count, first_page
 from include.store.ledger import STORY_FIELDS
 
 STATUSES = ("ingested", "skipped", "failed", "removed")
@@ -36,7 +36,7 @@ def main() -> None:
     client = open_client(uri, token)
     now = time.time()
     try:
-        store = ChunkStore(client)
+        store = ChunkStore(BoundedReads(client))
         store.schema.load()
         report = {"uri": uri, "index_type": store.schema.index_type(), **store_summary(store, now, uri=uri)}
         if args.all:

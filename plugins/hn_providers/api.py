@@ -53,10 +53,11 @@ def opened_store() -> Iterator:
 def _lite_store(settings: dict[str, str]) -> Iterator:
     from include.store import ChunkStore
     from include.store.client import close_client, open_client
+    from include.store.collections import BoundedReads
 
     client = open_client(settings["uri"], settings["token"], lock_timeout=15, db_name=settings["db_name"])
     try:
-        store = ChunkStore(client)
+        store = ChunkStore(BoundedReads(client))
         store.schema.ensure_collections()
         yield store
     finally:
@@ -66,13 +67,14 @@ def _lite_store(settings: dict[str, str]) -> Iterator:
 def _server_store(settings: dict[str, str]):
     from include.store import ChunkStore
     from include.store.client import open_client
+    from include.store.collections import BoundedReads
 
     key = (settings["uri"], settings["token"], settings["db_name"])
     with _server_stores_lock:
         store = _server_stores.get(key)
         if store is None:
             client = open_client(settings["uri"], settings["token"], db_name=settings["db_name"])
-            store = ChunkStore(client)
+            store = ChunkStore(BoundedReads(client))
             store.schema.ensure_collections()
             _server_stores[key] = store
     return store
