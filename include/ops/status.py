@@ -18,12 +18,10 @@ from include.config import CHUNKS_COLLECTION, STORIES_COLLECTION, RetryPolicy
 from include.store import ChunkStore
 from include.store.client import close_client, lite_size_warning, open_client, uri_from_environment
 from include.store.collections import BoundedReads, count, first_page
-from include.store.ledger import STORY_FIELDS
+from include.store.ledger import SCAN_LIMIT, STORY_FIELDS
 
 STATUSES = ("ingested", "skipped", "failed", "removed")
 PROBLEM_STATUSES = ["failed", "skipped", "removed"]
-# Freshness looks back this far, widening only while it finds nothing: a live store answers from its last hour.
-LOOKBACKS = (3600, 86_400, 30 * 86_400)
 
 
 def main() -> None:
@@ -118,14 +116,31 @@ def store_summary(store: ChunkStore, now: float, max_problems: int = 100, uri: s
 
 
 def _latest(client, filter_: str, field: str, now: float, limit: int) -> list[dict]:
-    """The `limit` stories matching `filter_` with the greatest `field` (a time), looking back an hour,
-    then a day, then a month, then everywhere, and reading at most 10,000 rows at each step."""
-    for lookback in (*LOOKBACKS, None):
-        window = f" and {field} >= {int(now - lookback)}" if lookback else ""
-        rows = first_page(client, STORIES_COLLECTION, filter_ + window, STORY_FIELDS, 10_000)
-        if rows:
-            return sorted(rows, key=lambda r: -int(r[field]))[:limit]
-    return []
+    """The `limit` stories matching `filter_` with the greatest `field` (a time), whatever the store holds.
+
+    Milvus has no ORDER BY: count queries find a window back from `now` holding at least `limit` stories
+    and at most `SCAN_LIMIT` (widening from an hour, halving when too full), then only that window's
+    (id, time) pairs are read, and only the `limit` shown are read whole."""
+    span, too_few, too_many = 3600, 0, None
+    for _ in range(64):
+        held = count(client, STORIES_COLLECTION, f"{filter_} and {field} >= {int(now - span)}")
+        if held > SCAN_LIMIT:
+            too_many = span
+        elif held < limit and span < now:
+            too_few = span
+        else:
+            break
+        span = span * 8 if too_many is None else (too_few + too_many) // 2
+        if too_many is not None and too_many - too_few <= 1:
+            span = too_few  # more than SCAN_LIMIT stories in one second: the newest of what fits
+            break
+    found = first_page(client, STORIES_COLLECTION, f"{filter_} and {field} >= {int(now - span)}", ["story_id", field],
+                       SCAN_LIMIT)
+    newest = [int(r["story_id"]) for r in sorted(found, key=lambda r: (-int(r[field]), -int(r["story_id"])))[:limit]]
+    if not newest:
+        return []
+    rows = first_page(client, STORIES_COLLECTION, f"story_id in {newest}", STORY_FIELDS, limit)
+    return sorted(rows, key=lambda r: (-int(r[field]), -int(r["story_id"])))  # a later id is a later story
 
 
 def describe_reindex(progress: dict) -> str:
