@@ -171,7 +171,10 @@ def _stage_stored_threads(batches: list[dict], store: ChunkStore, run_id: str) -
 
     for batch in batches:
         if batch["thread_ids"]:
-            stored = store.writer.comment_hashes(batch["thread_ids"])
+            # A story never written has no comment chunks: new stories cost no chunk query (on Milvus
+            # Lite each is a pass over every chunk: seconds at a million).
+            known = list(store.ledger.states(batch["thread_ids"]))
+            stored = {i: {} for i in batch["thread_ids"]} | (store.writer.comment_hashes(known) if known else {})
             batch["stored_threads"] = write_json(batch_key(run_id, batch["number"], ".threads.json"),
                                                  {str(i): {str(k): h for k, h in hashes.items()}
                                                   for i, hashes in stored.items()})

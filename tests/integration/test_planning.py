@@ -47,3 +47,22 @@ def test_a_backfill_with_reindex_takes_its_own_window_only(world):
     assert select_story_ids("backfill", hn, store, window) == [103]
     # reindex=true on a backfill run: every story of the interval, done or not, and nothing else.
     assert select_story_ids("backfill", hn, store, window, include_done=True) == [101, 102, 103]
+
+
+def test_only_stories_written_before_cost_a_comment_query(world, monkeypatch, tmp_path):
+    """Staging what the store holds of each thread: a new story has no comment chunks, so it is not looked
+    up (on Milvus Lite each lookup is a pass over every chunk); a known one is."""
+    from include.pipeline.planning import _stage_stored_threads
+    from include.pipeline.staging import read_json
+
+    _, store = world
+    monkeypatch.setenv("HN_INGEST_DATA_DIR", str(tmp_path / "data"))
+    asked: list[list[int]] = []
+    real = store.writer.comment_hashes
+    monkeypatch.setattr(store.writer, "comment_hashes", lambda ids: asked.append(sorted(ids)) or real(ids))
+    batches = [{"number": 0, "story_ids": [103, 104], "thread_ids": [103, 104]},
+               {"number": 1, "story_ids": [101, 103], "thread_ids": [101, 103]}]
+    _stage_stored_threads(batches, store, "run")
+    assert asked == [[101]]
+    assert read_json(batches[0]["stored_threads"]) == {"103": {}, "104": {}}
+    assert read_json(batches[1]["stored_threads"]) == {"101": {}, "103": {}}
