@@ -30,6 +30,13 @@ class BlockedAddress(Exception):
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 ranges Python counts as global that are not routable on the internet: refused whatever they embed.
+_NOT_ROUTABLE_V6 = {
+    ipaddress.ip_network("64:ff9b:1::/48"): "local-use NAT64 address (RFC 8215)",
+    ipaddress.ip_network("::ffff:0:0:0/96"): "IPv4-translated address (RFC 2765)",
+    ipaddress.ip_network("::/96"): "IPv4-compatible address (deprecated)",
+    ipaddress.ip_network("fec0::/10"): "site-local address (deprecated)",
+}
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -52,14 +59,17 @@ def refusal_reason(address: IPAddress, allow_loopback: bool) -> str | None:
         address = embedded
     if address.is_loopback:
         return None if allow_loopback else "loopback address"
+    if address.is_unspecified:
+        return "unspecified address"
+    if isinstance(address, ipaddress.IPv6Address):
+        if reason := next((why for network, why in _NOT_ROUTABLE_V6.items() if address in network), None):
+            return reason
     if address.is_global:
         return None
     if address.is_link_local:
         return "link-local address (cloud metadata range)"
     if address.is_private:
         return "private network address"
-    if address.is_unspecified:
-        return "unspecified address"
     return "non-public address"
 
 

@@ -62,7 +62,9 @@ def canary():
 LOOPBACK_FORMS = ["127.0.0.1", "localhost", "[::1]", "2130706433", "0x7f000001", "[::ffff:127.0.0.1]", "127.1"]
 NON_PUBLIC = ["0.0.0.0", "10.0.0.1", "192.168.1.1", "172.16.0.1", "169.254.169.254", "2852039166",
               "[::ffff:169.254.169.254]", "[::ffff:10.0.0.1]", "[fd00::1]", "100.64.0.1",
-              "[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::1]"]  # 169.254.169.254 through NAT64 and 6to4
+              "[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::1]",  # 169.254.169.254 through NAT64 and 6to4
+              # local-use NAT64, IPv4-translated, IPv4-compatible (127.0.0.1, 10.0.0.1) and site-local forms
+              "[64:ff9b:1::a9fe:a9fe]", "[::ffff:0:a9fe:a9fe]", "[::7f00:1]", "[::a00:1]", "[fec0::1]"]
 
 
 @pytest.mark.parametrize("host", LOOPBACK_FORMS)
