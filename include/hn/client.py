@@ -117,13 +117,16 @@ class HackerNewsClient:
 
 
 def story_from_item(item_id: int, item: dict | None) -> Story | StoryOutcome:
-    """Turn an API item into a `Story`, or say why it is skipped (permanently, never retried)."""
+    """Turn an API item into a `Story`, or say why it is skipped (permanently, never retried). A null
+    item is not a deletion: HN answers null for an id it has not propagated yet (or for a moment), so the
+    story fails and is retried later (the retry policy's waits)."""
 
     def skipped(reason: str, **fields) -> StoryOutcome:
         return StoryOutcome(item_id, "skipped", reason=f"story {item_id}: {reason}", stage="item", **fields)
 
     if item is None:
-        return skipped("item not found (null)")
+        return StoryOutcome(item_id, "failed", reason=f"story {item_id}: item not available yet (null); tried again later",
+                            stage="item")
     if item.get("deleted"):
         return skipped("deleted")
     title = html.unescape(str(item.get("title") or "")).strip()

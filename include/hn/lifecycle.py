@@ -1,5 +1,6 @@
 """Follow stories after ingestion: an edited story is ingested again in place, a killed or deleted one
-loses its rows (page and comments) and its state says why and when.
+loses its rows (page and comments) and its state says why and when. Only `deleted: true` or `dead: true`
+removes a story: a null item is checked again later.
 
 Candidates are the stories `/v0/updates.json` lists as changed, plus recent stories whose thread is due
 (they are re-read anyway); each is compared with what the store holds (`item_hash`: title, URL, text).
@@ -39,7 +40,9 @@ def check_stories(hn: HackerNewsClient, states: dict[int, dict], now: float) -> 
     when = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     for story_id, item in zip(ids, items, strict=True):
         state = states[story_id]
-        gone = "deleted" if not item or item.get("deleted") else "dead (killed or flagged)" if item.get("dead") else ""
+        if item is None:  # not a deletion (HN answers null for a moment, or before an item propagates)
+            continue
+        gone = "deleted" if item.get("deleted") else "dead (killed or flagged)" if item.get("dead") else ""
         if gone:
             if state["status"] != "removed":
                 changes.removed[story_id] = f"story {story_id}: {gone} on Hacker News, found {when}; its rows were removed"

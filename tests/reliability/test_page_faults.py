@@ -169,7 +169,7 @@ def faulty(require_corpus, airflow_home, tmp_path_factory):
     # Listed in newstories, but the item endpoint answers null (deleted between the two calls).
     replay.add_item({"id": 90_100_007, "type": "story", "time": BASE_TIME, "title": "Gone", "url": "https://e.com"})
     replay.routes["/v0/item/90100007.json"] = lambda request: send_json(request, None)
-    expected[90_100_007] = ("skipped", "not found")
+    expected[90_100_007] = ("failed", "not available yet")  # a null is not a deletion: tried again later
     # Retries 1 s apart (3 attempts), so three runs in a row spend them; the waits are tested on their own.
     env = AirflowEnv(airflow_home, tmp_path_factory.mktemp("faults-data"),
                      {**replay.connection_env(), "HN_INGEST_RETRY_BACKOFF": "1,1"})
@@ -225,8 +225,9 @@ def test_retries_are_bounded_and_a_recovered_page_is_ingested(faulty):
     final = rows(faulty["final"])
     assert final[90_000_001]["status"] == "ingested"  # 500, 500, then 200
     assert final[90_000_000]["status"] == "failed" and final[90_000_000]["attempts"] == 3  # 404 three runs
-    # Skipped stories are never asked for again.
+    # Skipped stories are never asked for again; a story whose item was null is.
     assert faulty["replay"].requests.count("/v0/item/90100003.json") == 1
+    assert faulty["replay"].requests.count("/v0/item/90100007.json") >= 2
 
 
 def test_no_duplicates_nothing_lost_after_three_runs(faulty):

@@ -22,10 +22,15 @@ def test_url_story_and_text_post_become_stories():
     assert isinstance(post, Story) and post.url is None and post.text_html
 
 
+def test_a_null_item_is_not_a_deletion_but_a_failure_tried_again():
+    result = outcome(None)
+    assert isinstance(result, StoryOutcome) and result.status == "failed" and result.stage == "item"
+    assert "not available yet" in result.reason and "story 1" in result.reason
+
+
 @pytest.mark.parametrize(
     ("item", "reason"),
     [
-        (None, "not found"),
         ({"id": 1, "deleted": True, "type": "story", "time": 1}, "deleted"),
         ({**BASE, "dead": True, "url": "https://example.com"}, "dead"),
         ({**BASE, "type": "comment", "text": "hi"}, "not a story"),
