@@ -24,6 +24,8 @@ KINDS = ("page", "comment")
 MAX_K = 50
 MAX_QUERY_CHARS = 2_000
 MAX_CHUNKS_PER_STORY = 20
+MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z in Unix seconds
+MAX_POINTS = 1_000_000_000
 _DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
@@ -51,6 +53,11 @@ class Filters:
             raise InvalidQuery(f"kind must be one of {', '.join(KINDS)} (got {self.kind!r})")
         if self.domain is not None and not _DOMAIN.match(self.domain):
             raise InvalidQuery(f"domain must be a host name such as github.com (got {self.domain[:100]!r})")
+        # Milvus answers an integer past its field's range with an internal error: refuse it here, named.
+        for name, value, highest in (("since", self.since, MAX_TIME), ("until", self.until, MAX_TIME),
+                                     ("min_points", self.min_points, MAX_POINTS)):
+            if value is not None and not 0 <= int(value) <= highest:
+                raise InvalidQuery(f"{name} must be between 0 and {highest} (got {value})")
         terms = []
         if self.since is not None:
             terms.append(f"posted_at >= {int(self.since)}")

@@ -175,6 +175,8 @@ def test_search_filters(api, replay):
     ({"q": "x", "mode": "magic"}, 400, "mode must be one of"),
     ({"q": "x", "domain": 'a" or id > 0 or "'}, 400, "domain must be a host name"),
     ({"q": "x", "since": "last tuesday"}, 400, "since must be Unix seconds or an ISO date"),
+    ({"q": "x", "since": str(2**64)}, 400, "since must be between 0 and"),
+    ({"q": "x", "min_points": str(10**30)}, 400, "min_points must be between 0 and"),
 ])
 def test_bad_searches_get_a_clear_4xx(api, params, status, message):
     response = get(api, "/api/search", **params)

@@ -115,6 +115,9 @@ def test_the_whole_document_and_the_state_of_a_story(lite_store):
     ({"filters": Filters(domain='a.com" or story_id > 0 or "')}, "domain must be a host name"),
     ({"filters": Filters(kind="story")}, "kind must be one of page, comment"),
     ({"chunks_per_story": 0}, "chunks per story"),
+    ({"filters": Filters(min_points=10**30)}, "min_points must be between 0 and"),  # past INT64: a Milvus 5xx before
+    ({"filters": Filters(since=2**63)}, "since must be between 0 and"),
+    ({"filters": Filters(until=-1)}, "until must be between 0 and"),
 ])
 def test_bad_requests_are_refused_with_the_argument_named(lite_store, kwargs, message):
     args = {"query": "log4j", "k": 5, "mode": "hybrid", **kwargs}
