@@ -146,7 +146,8 @@ def test_the_run_sent_its_metrics_and_updated_the_chunks_asset(api, env, metrics
 def test_search_finds_a_page_by_a_sentence_of_it(api, replay, mode):
     story_id, page = next((i, p) for i, p in replay.mapped.items() if corpus.middle_sentence(p.truth_text or ""))
     body = get(api, "/api/search", q=corpus.middle_sentence(page.truth_text), k=5, mode=mode).json()
-    assert body["mode"] == mode and story_id in [s["story_id"] for s in body["stories"]], body
+    # Its own sentence puts the page first (a random ranker would pass a "within the top 5" check ~70 % of the time).
+    assert body["mode"] == mode and body["stories"][0]["story_id"] == story_id, body
     assert len({s["story_id"] for s in body["stories"]}) == len(body["stories"])
     hit = next(s for s in body["stories"] if s["story_id"] == story_id)
     assert hit["hn_url"].endswith(f"id={story_id}") and hit["chunks"][0]["text"]
