@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 export DO_NOT_TRACK := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: install run scheduler scheduler-stack metadata-db test test-deps test-fast replay lint bench bench-peer clean
+.PHONY: install run migrate scheduler scheduler-stack metadata-db test test-deps test-fast replay lint bench bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ run: $(AIRFLOW_HOME)/airflow.db
 		|| (tail -n 40 $(AIRFLOW_HOME)/last-run.log; echo "hn_ingest failed: full log in $(AIRFLOW_HOME)/last-run.log"; exit 1)
 	grep -h "run summary\|: failed\|run: " $(AIRFLOW_HOME)/last-run.log | sed 's/^.*\] //' || true
 	$(BIN)/python -m include.ops.status
+
+## The store at this release's schema (the pipeline's first task does the same; readers never migrate).
+migrate: $(VENV)/.installed
+	$(BIN)/python -m include.ops.migrate
 
 ## The metadata DB of `make scheduler`: Postgres, which backfills need while the scheduler runs (SQLite
 ## refuses them under concurrent access). $AIRFLOW__DATABASE__SQL_ALCHEMY_CONN when set; otherwise the

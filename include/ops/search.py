@@ -27,7 +27,7 @@ def search_store(query: str, k: int = 5, mode: str = "hybrid", filters: Filters 
     client = open_client(uri, token)
     try:
         store = ChunkStore(BoundedReads(client))
-        store.schema.ensure_collections()
+        store.schema.load()
         return search(store, query, k, mode, filters, chunks_per_story)
     finally:
         close_client(client, uri)

@@ -55,6 +55,10 @@ DEFAULTS = {
 }
 
 
+class SchemaOutdated(RuntimeError):
+    """The store is of an older release; a reader does not migrate it (a writer, or `make migrate`, does)."""
+
+
 class StoreSchema:
     """Creates, versions and migrates `hn_chunks` and `hn_stories` through a `pymilvus.MilvusClient`."""
 
@@ -76,12 +80,20 @@ class StoreSchema:
             self.client.load_collection(name)
 
     def load(self) -> None:
-        """Make the collections readable in this process, creating nothing and migrating nothing: for
-        readers (the status CLI). A store the pipeline has not written yet gains its empty collections."""
-        if not all(self.client.has_collection(name) for name in SCHEMA_VERSIONS):
-            self.ensure_collections()
-            return
+        """Make the collections readable in this process, migrating nothing: for readers (the status and
+        search CLIs, the HTTP API). A store the pipeline has not written yet gains its empty collections;
+        a store of an older release raises `SchemaOutdated` (the pipeline's next task migrates it)."""
+        present = [name for name in SCHEMA_VERSIONS if self.client.has_collection(name)]
+        for name in present:
+            if (found := self.schema_version(name)) < SCHEMA_VERSIONS[name]:
+                raise SchemaOutdated(f"{name} is at schema v{found} and this release reads v{SCHEMA_VERSIONS[name]}: "
+                                     "it is migrated by the next hn_ingest task (or `make migrate`); readers never "
+                                     "migrate it")
         for name in SCHEMA_VERSIONS:
+            if name not in present:
+                self._create(name)
+                self.set_schema_version(name, SCHEMA_VERSIONS[name])
+                self._ensure_indexes(name)
             self.client.load_collection(name)
 
     def has_full_text(self) -> bool:

@@ -35,6 +35,7 @@ _server_stores_lock = threading.Lock()
 def opened_store() -> Iterator:
     from hn_providers.hooks.milvus import MilvusHook
     from include.store.client import MilvusUnavailable, is_lite_uri
+    from include.store.schema import SchemaOutdated
 
     # The hook only resolves the connection: the client is opened here, without the hook's stderr
     # routing (a process-wide fd swap that concurrent requests in threads would undo out of order).
@@ -45,8 +46,8 @@ def opened_store() -> Iterator:
                 yield store
         else:
             yield _server_store(settings)
-    except MilvusUnavailable as exc:
-        raise HTTPException(503, f"the store is unavailable: {exc}") from exc
+    except (MilvusUnavailable, SchemaOutdated) as exc:
+        raise HTTPException(503, f"the store is unavailable: {exc}", headers={"Retry-After": "30"}) from exc
 
 
 @contextmanager
@@ -58,7 +59,7 @@ def _lite_store(settings: dict[str, str]) -> Iterator:
     client = open_client(settings["uri"], settings["token"], lock_timeout=15, db_name=settings["db_name"])
     try:
         store = ChunkStore(BoundedReads(client))
-        store.schema.ensure_collections()
+        store.schema.load()
         yield store
     finally:
         close_client(client, settings["uri"])
@@ -75,7 +76,7 @@ def _server_store(settings: dict[str, str]):
         if store is None:
             client = open_client(settings["uri"], settings["token"], db_name=settings["db_name"])
             store = ChunkStore(BoundedReads(client))
-            store.schema.ensure_collections()
+            store.schema.load()
             _server_stores[key] = store
     return store
 

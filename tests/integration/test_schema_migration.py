@@ -259,3 +259,20 @@ def test_a_current_store_that_lost_its_version_property_is_not_copied_again(tmp_
             == CURRENT
     finally:
         close_client(client, uri)
+
+
+def test_a_reader_never_migrates_an_older_store_and_says_what_will(tmp_path):
+    """The status and search CLIs and the HTTP API load the store; a store of an older release is left as
+    it is (a migration from a reader would race the writers) and the error names the way on."""
+    from include.store.schema import SchemaOutdated
+
+    uri = str(tmp_path / "milvus.db")
+    client = open_client(uri)
+    try:
+        build_v1_store(client)
+        with pytest.raises(SchemaOutdated, match="make migrate"):
+            ChunkStore(client).schema.load()
+        assert ChunkStore(client).schema.schema_version(STORIES_COLLECTION) == 1
+        assert not any(name.endswith("__migrating") for name in client.list_collections())
+    finally:
+        close_client(client, uri)
