@@ -19,7 +19,7 @@ from include.config import ALGOLIA_API_URL, HN_API_URL, PROJECT_ROOT
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
                     "airflow-worker", "airflow-init")
 SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "AIRFLOW_JWT_SECRET",
-           "AIRFLOW_FERNET_KEY")
+           "AIRFLOW_API_SECRET_KEY", "AIRFLOW_FERNET_KEY")
 
 
 def compose_config(tmp_path, *files: str, env_file: str = ".env.example") -> dict:
@@ -123,3 +123,37 @@ def test_secrets_come_from_the_env_file_not_literals(stack, tmp_path):
                             capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert result.returncode != 0 and "in .env" in result.stderr
     assert ".env" in (PROJECT_ROOT / ".gitignore").read_text().split()
+
+
+def example_secrets() -> dict[str, str]:
+    lines = (PROJECT_ROOT / ".env.example").read_text().splitlines()
+    values = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return {name: values[name] for name in SECRETS if name != "MINIO_ROOT_USER"}
+
+
+def test_no_secret_is_on_a_command_line(stack):
+    """`ps` and `docker inspect` show commands and healthchecks: secrets go through the environment."""
+    secrets = example_secrets()
+    assert len(set(secrets.values())) == len(secrets), "each secret of .env.example must be distinct"
+    for name, service in stack.items():
+        shown = json.dumps([service.get("command"), service.get("entrypoint"), (service.get("healthcheck") or {}).get("test")])
+        leaked = [key for key, value in secrets.items() if value in shown]
+        assert not leaked, f"{name} puts {leaked} on a command line: {shown[:300]}"
+    api = stack["airflow-apiserver"]["environment"]
+    assert api["AIRFLOW__API__SECRET_KEY"] != api["AIRFLOW__API_AUTH__JWT_SECRET"]
+
+
+def test_nothing_unauthenticated_is_published_beyond_the_host(stack):
+    """The api-server (Airflow login) is published; Milvus (no authentication) only on loopback; the rest
+    (Postgres, Redis, etcd, MinIO, Milvus's health port) not at all."""
+    for name, service in stack.items():
+        for port in service.get("ports") or []:
+            # Compose v1 prints "host_ip:published:target", v2 a mapping.
+            if isinstance(port, dict):
+                host_ip, target = port.get("host_ip", ""), int(port["target"])
+            else:
+                parts = str(port).split(":")
+                host_ip, target = (parts[0] if len(parts) == 3 else ""), int(parts[-1].split("/")[0])
+            if name == "airflow-apiserver":
+                continue
+            assert (name, target) == ("milvus-standalone", 19530) and host_ip == "127.0.0.1", (name, port)
