@@ -36,6 +36,14 @@ class RetryLater(FetchError):
         self.seconds = seconds
 
 
+class RedirectedElsewhere(FetchError):
+    """A redirect leads to another site: its request is left to that site's robots.txt and limits."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"redirected to another site: {url[:200]}")
+        self.url = url
+
+
 @dataclass(frozen=True)
 class FetchedPage:
     """A fetch's result: the page, or `not_modified` when the site answered 304 to our validators."""
@@ -124,10 +132,11 @@ class PageFetcher:
         return page.html, page.final_url
 
     def fetch_page(self, url: str, etag: str = "", last_modified: str = "",
-                   before_request: Callable[[], None] | None = None) -> FetchedPage:
+                   before_request: Callable[[str], None] | None = None) -> FetchedPage:
         """Fetch a page, conditionally when validators from an earlier fetch are given (a 304 returns
         `not_modified` and no body). Raises `FetchError` (`RetryLater` for 429/503) with a one-line cause.
-        `before_request` is called as each request (redirects included) leaves."""
+        `before_request` is called with each request's URL (redirects included) as it leaves; it may
+        raise (`RedirectedElsewhere`) to stop there."""
         conditions = {"If-None-Match": etag} if etag else {}
         if last_modified:
             conditions["If-Modified-Since"] = last_modified
@@ -145,7 +154,7 @@ class PageFetcher:
                     raise FetchError(f"HTTP {response.status_code} {response.reason or ''}".strip())
                 return FetchedPage(self._read_html(response, deadline), url, **validators)
 
-    def fetch_text(self, url: str, max_bytes: int, before_request: Callable[[], None] | None = None) -> FetchedText:
+    def fetch_text(self, url: str, max_bytes: int, before_request: Callable[[str], None] | None = None) -> FetchedText:
         """A small text file (robots.txt) under the same guard, deadline and redirects as a page; any
         status is returned, not raised."""
         with Deadline(self.config.total_deadline) as deadline, watching_connections(deadline.watch):
@@ -157,13 +166,13 @@ class PageFetcher:
         return FetchedText(200, body.decode("utf-8", errors="replace"))
 
     def _follow(self, url: str, deadline: Deadline, headers: dict[str, str],
-                before_request: Callable[[], None] | None) -> tuple[requests.Response, str]:
+                before_request: Callable[[str], None] | None) -> tuple[requests.Response, str]:
         """GET `url`, following redirects by hand; return the final response (open) and its URL."""
         for _ in range(self.config.max_redirects + 1):
             if urlsplit(url).scheme.lower() not in ("http", "https"):
                 raise FetchError(f"unsupported URL scheme: {url[:200]}")
             if before_request is not None:
-                before_request()
+                before_request(url)
             response = self._get(url, deadline, headers)
             if not (response.is_redirect or response.is_permanent_redirect):
                 return response, url

@@ -4,6 +4,8 @@ One loop hands out requests: for each host with stories left it asks the shared 
 lease and, when one is granted, starts the fetch on the thread pool; a host that must wait is passed
 over, so the batch never idles on one host while another's pages could be fetched. A host paused by a
 429/503 for longer than `max_host_wait` hands its remaining stories to the time-based retry unrequested.
+A redirect to another site is not followed inside the fetch: the story is queued on that site, under its
+robots.txt and its limits, and fetched from there (at most `max_redirects` such moves).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from include.config import FetchConfig, PolitenessConfig
-from include.crawl.fetch import FetchError, PageFetcher, RetryLater
+from include.crawl.fetch import FetchError, PageFetcher, RedirectedElsewhere, RetryLater
 from include.crawl.host_gate import HostGate, Lease, Wait, host_gate
 from include.crawl.robots import RobotsCache, RobotsRules, fetch_rules, origin
 from include.records import Page, Story, StoryOutcome, problem_outcome
@@ -37,6 +39,7 @@ class PoliteFetcher:
     def __init__(self, fetch_config: FetchConfig, config: PolitenessConfig, fingerprint: str,
                  gate: HostGate | None = None) -> None:
         self.fetcher = PageFetcher(fetch_config)
+        self.max_site_moves = fetch_config.max_redirects
         self.concurrency = fetch_config.concurrency
         self.config = config
         self.fingerprint = fingerprint
@@ -48,6 +51,7 @@ class PoliteFetcher:
         """Each story's page, or the outcome that ends it here (skipped by robots.txt, failed, deferred)."""
         results: dict[int, Page | StoryOutcome] = {}
         queues: dict[str, deque[Story]] = {}
+        self._moved: dict[int, tuple[Story, int]] = {}  # story id -> (the story as HN has it, moves so far)
         for story in stories:
             if story.url is None:
                 results[story.id] = Page(story, story.text_html or "", None)
@@ -85,7 +89,8 @@ class PoliteFetcher:
         queue = queues[host]
         if robots is not None and not robots.available:
             for story in queues.pop(host):
-                results[story.id] = problem_outcome(story, "failed", "robots", f"{robots.problem}; page not requested")
+                results[story.id] = problem_outcome(self._as_stored(story), "failed", "robots",
+                                                    f"{robots.problem}; page not requested")
             return IDLE_POLL
         delay = robots.crawl_delay() if robots is not None else 0.0
         sleep = IDLE_POLL
@@ -93,9 +98,13 @@ class PoliteFetcher:
             story = queue[0]
             if robots is not None and not robots.allows(story.url):
                 queue.popleft()
-                results[story.id] = problem_outcome(story, "skipped", "robots", f"robots.txt disallows {_path(story.url)}")
+                moved = f" (on {host}, where {self._as_stored(story).url[:200]} redirects)" if story.id in self._moved else ""
+                results[story.id] = problem_outcome(self._as_stored(story), "skipped", "robots",
+                                                    f"robots.txt disallows {_path(story.url)}{moved}")
                 continue
-            waited = self._start(pool, running, host, story, delay, results, queues, validators.get(story.id))
+            # Validators belong to the story's own URL, not to a site it was redirected to.
+            known = None if story.id in self._moved else validators.get(story.id)
+            waited = self._start(pool, running, host, story, delay, results, queues, known)
             if waited:
                 sleep = waited
                 break
@@ -112,7 +121,9 @@ class PoliteFetcher:
                 self._defer_host(host, granted.seconds, results, queues)
                 return 0.0
             return max(0.01, min(granted.seconds, IDLE_POLL))
-        def sending() -> None:
+        def sending(url: str) -> None:
+            if story is not None and origin(url) != host:
+                raise RedirectedElsewhere(url)  # before a byte is sent: that site's rules decide
             self.gate.mark_sent(granted, delay)
 
         if story is None:
@@ -131,29 +142,43 @@ class PoliteFetcher:
             rules[host] = robots
             self.robots.put(robots)
             return
+        original = self._as_stored(story)
         try:
             page = future.result()
+        except RedirectedElsewhere as exc:
+            moves = self._moved.get(story.id, (story, 0))[1] + 1
+            if moves > self.max_site_moves:
+                results[story.id] = problem_outcome(original, "failed", "fetch", f"more than {self.max_site_moves} "
+                                                    f"redirects between sites (last to {exc.url[:200]})")
+                return
+            self._moved[story.id] = (original, moves)
+            queues.setdefault(origin(exc.url), deque()).append(replace(story, url=exc.url))
+            return
         except RetryLater as exc:
             pause = min(exc.seconds if exc.seconds is not None else DEFAULT_PAUSE, self.config.max_host_backoff)
             self.gate.pause(host, pause)
             log.info("%s asked to slow down (%s): no request to it for %.0f s", host, exc, pause)
-            results[story.id] = problem_outcome(story, "failed", "fetch", str(exc), retry_after=exc.seconds)
+            results[story.id] = problem_outcome(original, "failed", "fetch", str(exc), retry_after=exc.seconds)
             return
         except FetchError as exc:
-            results[story.id] = problem_outcome(story, "failed", "fetch", str(exc))
+            results[story.id] = problem_outcome(original, "failed", "fetch", str(exc))
             return
         if page.not_modified:
-            results[story.id] = StoryOutcome(story.id, "ingested", story.title, story.url, unchanged=True,
+            results[story.id] = StoryOutcome(story.id, "ingested", story.title, original.url, unchanged=True,
                                               reason="page not modified since it was ingested (HTTP 304)",
                                               etag=page.etag, last_modified=page.last_modified,
                                               fingerprint=self.fingerprint)
             return
-        results[story.id] = Page(story, page.html, page.final_url, page.etag, page.last_modified)
+        results[story.id] = Page(original, page.html, page.final_url, page.etag, page.last_modified)
+
+    def _as_stored(self, story: Story) -> Story:
+        """The story as HN has it (a story moved to a redirect's site carries that site's URL meanwhile)."""
+        return self._moved.get(story.id, (story, 0))[0]
 
     def _defer_host(self, host: str, seconds: float, results, queues) -> None:
         for story in queues.pop(host, ()):
             results[story.id] = problem_outcome(
-                story, "failed", "fetch", f"host asked to slow down; not requested for {seconds:.0f} s",
+                self._as_stored(story), "failed", "fetch", f"host asked to slow down; not requested for {seconds:.0f} s",
                 retry_after=seconds, attempted=False)
 
 

@@ -75,7 +75,7 @@ def _parse(text: str) -> Protego:
 
 
 def fetch_rules(host: str, fetcher: PageFetcher, max_bytes: int,
-                before_request: Callable[[], None] | None = None) -> RobotsRules:
+                before_request: Callable[[str], None] | None = None) -> RobotsRules:
     """Ask `host` for its robots.txt, with every limit of a page fetch (guard, deadline, size cap)."""
     now = time.time()
     try:

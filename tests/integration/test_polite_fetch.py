@@ -121,3 +121,40 @@ def test_robots_txt_is_fetched_under_the_page_rules(sites, tmp_path):
     assert "robots.txt unavailable" in held.reason and "refused" in held.reason
     assert not replay.site_visits(0, "/a.html")  # its page waits for its retry, unrequested
     assert isinstance(results[301], StoryOutcome) and results[301].status == "skipped"
+
+
+def test_a_redirect_to_another_site_keeps_to_that_sites_robots_and_limits(tmp_path, monkeypatch):
+    """Stories on site 0 whose pages redirect to site 1: site 1's robots.txt and limits decide, and the
+    stored story keeps the URL HN gave it."""
+    monkeypatch.setenv("HN_INGEST_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HN_INGEST_STAGING_URL", (tmp_path / "staging").as_uri())
+    replay = ReplayServer(page_hosts=2)
+    replay.robots[1] = "User-agent: *\nDisallow: /private/\n"
+
+    def redirect_to(target: str):
+        def answer(request):
+            request.send_response(302)
+            request.send_header("Location", target)
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+        return answer
+
+    stories = []
+    for n in range(6):
+        target = replay.add_page(f"/public/{n}.html", PAGE.format(f"moved {n}").encode(), site=1)
+        replay.routes[f"/moved/{n}.html"] = redirect_to(target)
+        stories.append(Story(n, f"Moved {n}", f"{replay.site_urls[0]}/moved/{n}.html", None, 0))
+    secret = replay.add_page("/private/x.html", PAGE.format("private").encode(), site=1)
+    replay.routes["/moved/private.html"] = redirect_to(secret)
+    stories.append(Story(99, "Into a disallowed path", f"{replay.site_urls[0]}/moved/private.html", None, 0))
+    with replay:
+        results = fetcher().fetch_all(stories, {})
+    assert not replay.site_visits(1, "/private/")  # the redirect's site said no: never asked
+    assert isinstance(results[99], StoryOutcome) and results[99].status == "skipped"
+    assert results[99].url == stories[-1].url and "robots.txt disallows /private/x.html" in results[99].reason
+    for n in range(6):
+        page = results[n]
+        assert isinstance(page, Page) and page.story.url == stories[n].url
+        assert page.final_url.startswith(replay.site_urls[1]) and "moved" in page.html
+    assert len(replay.site_visits(1, "/robots.txt")) == 1
+    assert replay.peak_concurrency(1) <= K and replay.min_gap(1) >= 1 / R - 0.02
