@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse
 
 from hn_providers.auth import DAG_ID, require_user
+from hn_providers.rate_limit import per_user_limit
 from hn_providers.runs import recent_runs
 from hn_providers.ui import router as ui_router
 
@@ -95,7 +96,7 @@ def parse_time(value: str | None, name: str) -> int | None:
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
-router = APIRouter(dependencies=[Depends(require_user)])
+router = APIRouter(dependencies=[Depends(require_user), Depends(per_user_limit)])
 
 
 @router.get("/search", summary="Stories for a query, best first, each with its best chunks")
