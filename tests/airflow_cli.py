@@ -68,16 +68,13 @@ class DagRunResult:
             totals[task_id] = totals.get(task_id, 0.0) + seconds
         return totals
 
-    def retried_tasks(self) -> list[str]:
-        """The task id of each attempt that failed and was put up for retry, in order."""
-        retried, pending = [], False
-        for line in self.log.splitlines():
-            if "new_state=up_for_retry" in line:
-                pending = True
-            elif pending and (match := re.search(r"\[DAG TEST\] end task task_id=(\w+)", line)):
-                retried.append(match.group(1))
-                pending = False
-        return retried
+    @property
+    def run_id(self) -> str:
+        """The run `airflow dags test` made (it names it in its task lines)."""
+        match = re.search(r"run_id='?((?:manual|scheduled|backfill)__[^' ,)]+)", self.log)
+        if not match:
+            raise AssertionError(f"no run id in the log:\n{self.log[-2000:]}")
+        return match.group(1)
 
 
 def simple_auth_settings(home: Path, user: str, role: str, password: str) -> dict[str, str]:
@@ -122,6 +119,13 @@ class AirflowEnv:
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
         return result
+
+    def retried_tasks(self, result: DagRunResult, dag_id: str = "hn_ingest") -> list[str]:
+        """The task id of each try of `result`'s run that failed and was retried, in order: what the
+        scheduler recorded (`task_instance_history`), not what a log line says."""
+        rows = self.query("SELECT task_id FROM task_instance_history WHERE dag_id = :dag AND run_id = :run "
+                          "ORDER BY start_date, try_number", dag=dag_id, run=result.run_id)
+        return [task_id for (task_id,) in rows]
 
     def metadata_db(self) -> str:
         """The metadata DB's SQLAlchemy URL: Postgres when the test set one, else the home's SQLite file."""

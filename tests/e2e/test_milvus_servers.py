@@ -64,7 +64,7 @@ def test_a_milvus_server_run_rerun_and_reindex_match_a_clean_lite_run(replay, cl
     env = server_env(tmp_path, replay, fresh_milvus_server.uri)
     first = env.dags_test()
     assert first.succeeded, first.log[-3000:]
-    assert first.retried_tasks() == []
+    assert env.retried_tasks(first) == []
     assert (tmp_path / "staging").is_dir()  # the base was used (each run's folder is removed when it succeeds)
     assert_no_batch_file_under(tmp_path / "data")
     after_first = env.status(chunks=True)
@@ -75,7 +75,7 @@ def test_a_milvus_server_run_rerun_and_reindex_match_a_clean_lite_run(replay, cl
     assert again.succeeded and again.lines("new run: 0 stories"), again.log[-3000:]
     reindex = env.dags_test({"reindex": True})
     assert reindex.succeeded, reindex.log[-3000:]
-    assert reindex.retried_tasks() == []
+    assert env.retried_tasks(reindex) == []
     final = env.status(chunks=True)
     assert_no_duplicates(final)
     assert_stories_whole(final)
@@ -111,7 +111,7 @@ def test_milvus_lite_server_survives_a_long_gap_between_clients_in_one_run(repla
         del replay.items[slow_id]
         del replay.routes["/pages/slow.html"]
     assert run.succeeded, run.log[-3000:]
-    assert run.retried_tasks() == []
+    assert env.retried_tasks(run) == []
     assert elapsed > SLOW_PAGE_S
     assert not run.lines("too_many_pings"), run.lines("too_many_pings")
     status = env.status(chunks=True)

@@ -76,7 +76,7 @@ def test_hn_api_errors_are_retried_and_a_down_api_fails_the_task_until_it_return
         del replay.routes["/v0/newstories.json"], replay.routes[f"/v0/item/{story_id}.json"]
     assert run.succeeded, run.log[-3000:]
     assert "Hacker News API unavailable at" in run.log and "HTTP 500" in run.log
-    assert run.retried_tasks() == ["discover_stories"]
+    assert env.retried_tasks(run) == ["discover_stories"]
     assert served["newstories"] == 6 and served["item"] >= 2
     assert_same_rows_as_clean(env, clean, replay)
 
@@ -112,7 +112,7 @@ def test_a_database_locked_during_the_write_fails_the_task_and_the_retry_recover
     assert "holding" in holder_said
     assert run.succeeded, run.log[-3000:]
     assert "locked by another process" in run.log
-    assert run.retried_tasks() == ["write_batch"]
+    assert env.retried_tasks(run) == ["write_batch"]
     assert_same_rows_as_clean(env, clean, replay)
 
 
@@ -144,5 +144,5 @@ def test_a_read_only_data_directory_fails_clearly_and_the_retry_recovers(replay,
     assert reasons and f"cannot open Milvus Lite database {data / 'milvus.db'}: its directory is not writable " \
         "(Read-only file system" in reasons[0], reasons
     assert run.succeeded, run.log[-3000:]
-    assert run.retried_tasks() and set(run.retried_tasks()) == {"discover_stories"}
+    assert env.retried_tasks(run) and set(env.retried_tasks(run)) == {"discover_stories"}
     assert_same_rows_as_clean(env, clean, replay)
