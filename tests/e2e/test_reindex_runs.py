@@ -2,7 +2,8 @@
 
 Airflow refuses to map more than `[core] max_map_length` items; here it is 2, so the store's 24
 stories at 10 a batch need 3 batches: a reindex that maps the whole store in one run fails, as it did
-before the reindex became a job. Now each run takes a slice (10 stories), one run is killed with
+before the reindex became a job. Now each run takes a slice (10 stories) and fetches and embeds it
+again (`conditional=false`: every chunk row rewritten), one run is killed with
 SIGKILL in the middle of its writes, and later runs finish the job: every story redone once, the
 store's rows unchanged in number, none duplicated, none half-written.
 """
@@ -42,7 +43,9 @@ def test_a_reindex_bigger_than_a_run_goes_in_slices_and_survives_a_killed_run(re
 
         # A run of the reindex killed between its chunk rows and its story states.
         point.arm()
-        killed = subprocess.Popen([str(BIN / "airflow"), "dags", "test", "hn_ingest", "-c", '{"reindex": true}'],
+        # Unconditional: every page is fetched and embedded again (a conditional one gets 304s and rewrites nothing).
+        killed = subprocess.Popen([str(BIN / "airflow"), "dags", "test", "hn_ingest", "-c",
+                                   '{"reindex": true, "conditional": false}'],
                                   env=env.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
         point.wait_for_paused_pid(600)
@@ -67,5 +70,8 @@ def test_a_reindex_bigger_than_a_run_goes_in_slices_and_survives_a_killed_run(re
     redone = {r["story_id"] for r in after["story_rows"] if r["updated_at"] >= started}
     assert redone >= stories
     assert after["chunks"] == before["chunks"] and after["stories"] == before["stories"]
+    # Rewritten, not kept: every chunk row of a redone story was written since the reindex began.
+    stale = [r["id"] for r in after["chunk_rows"] if r["story_id"] in stories and r["ingested_at"] < started]
+    assert stale == [], stale[:10]
     assert_no_duplicates(after)
     assert_stories_whole(after)
