@@ -13,6 +13,7 @@ from tests.replay_server import ReplayServer, send
 
 PAGE = "<html><body><article><h1>{0}</h1><p>" + "Words about {0} for the reader. " * 20 + "</p></article></body></html>"
 K, R = 2, 5.0
+SLOW_PAGE = 0.5  # seconds a busy-site page takes: longer than 1/R
 
 
 @pytest.fixture
@@ -24,6 +25,10 @@ def sites(tmp_path, monkeypatch):
     for n in range(12):  # a backfill's worth of one busy site
         stories.append(Story(n, f"Busy {n}", replay.add_page(f"/busy/{n}.html", PAGE.format(f"busy {n}").encode(), site=0),
                              None, 0))
+        # Slower than 1/R: requests overlap unless the gate holds them to K (a page answered in
+        # milliseconds would end before the next began, and a broken gate would go unseen).
+        fast = replay.routes[f"/busy/{n}.html"]
+        replay.routes[f"/busy/{n}.html"] = lambda request, fast=fast: (time.sleep(SLOW_PAGE), fast(request))
     replay.robots[1] = "User-agent: *\nDisallow: /private/\n"
     stories.append(Story(100, "Private", replay.add_page("/private/a.html", PAGE.format("private").encode(), site=1), None, 0))
     stories.append(Story(101, "Public", replay.add_page("/public/b.html", PAGE.format("public").encode(), site=1), None, 0))
