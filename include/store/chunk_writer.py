@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from include.records import Chunk, StoryOutcome, ThreadOutcome, chunk_key
+from include.records import Chunk, StoryOutcome, ThreadOutcome, chunk_id, chunk_key
 from include.store.collections import CHUNKS_COLLECTION, WRITE_SLICE, clip, domain_of, query_all
 from include.store.ledger import StoryLedger
 from include.store.schema import StoreSchema
@@ -45,9 +45,13 @@ class ChunkWriter:
             self.client.upsert(CHUNKS_COLLECTION, rows[start : start + WRITE_SLICE])
         rewritten = [o for o in outcomes if o.status == "ingested" and not o.unchanged]
         if rewritten:
-            # A story that now has fewer chunks than before loses the tail of its old ones.
-            stale = " or ".join(f"(story_id == {o.story_id} and chunk_index >= {o.chunk_count})" for o in rewritten)
-            self.client.delete(CHUNKS_COLLECTION, filter=f'kind == "page" and ({stale})')
+            # A story that now has fewer chunks than its state says it had loses the tail, by key (a
+            # delete by filter is a pass over every chunk on Milvus Lite).
+            before = self.ledger.states([o.story_id for o in rewritten])
+            tail = [chunk_id(o.story_id, i) for o in rewritten
+                    for i in range(o.chunk_count, int(before.get(o.story_id, {}).get("chunk_count", 0)))]
+            for start in range(0, len(tail), WRITE_SLICE):
+                self.client.delete(CHUNKS_COLLECTION, filter=f"id in {tail[start : start + WRITE_SLICE]}")
         gone = [key for thread in threads for key in thread.stale_ids]
         for start in range(0, len(gone), WRITE_SLICE):
             self.client.delete(CHUNKS_COLLECTION, filter=f"id in {gone[start : start + WRITE_SLICE]}")
