@@ -1,5 +1,6 @@
-"""The retrieval API (`include.store.search`) against a real Milvus Lite store embedded by the real model,
-and its dense fallback on a Milvus server that predates BM25 (the 2.3.5 server of tests/milvus_server.py)."""
+"""The retrieval API (`include.store.search`) against a real Milvus Lite store embedded by the real model (BM25
+and hybrid also through `milvus-lite server`), and its dense fallback on a Milvus server that predates BM25
+(the 2.3.5 server of tests/milvus_server.py)."""
 
 from __future__ import annotations
 
@@ -60,15 +61,36 @@ def ids(result) -> list[int]:
     return [s.story_id for s in result.stories]
 
 
-def test_every_mode_finds_an_exact_term_and_hybrid_and_dense_a_paraphrase(lite_store):
-    assert lite_store.schema.has_full_text()
+@pytest.fixture(params=["lite", "milvus-lite server"])
+def full_text_store(request):
+    """The embedded Lite store, or a fresh one served by `milvus-lite server` over gRPC (the README's way
+    to BM25 and hybrid search for many clients; the 2.3.5 server has no BM25)."""
+    if request.param == "lite":
+        yield request.getfixturevalue("lite_store")
+        return
+    server = request.getfixturevalue("milvus_lite_server")
+    client = open_client(server.uri)
+    try:
+        for name in client.list_collections():
+            client.drop_collection(name)
+        store = ChunkStore(client)
+        store.schema.ensure_collections()
+        write_stories(store)
+        yield store
+    finally:
+        close_client(client, server.uri)
+
+
+def test_every_mode_finds_an_exact_term_and_hybrid_and_dense_a_paraphrase(full_text_store):
+    store = full_text_store
+    assert store.schema.has_full_text()
     for mode in ("text", "hybrid", "dense"):
-        assert ids(search(lite_store, "CVE-2021-44228", 2, mode))[0] == 1, mode
+        assert ids(search(store, "CVE-2021-44228", 2, mode))[0] == 1, mode
     # No word in common with the page: BM25 finds nothing relevant, the embedding does.
     paraphrase = "how do I keep a bread yeast culture alive"
-    assert ids(search(lite_store, paraphrase, 1, "dense")) == [2]
-    assert ids(search(lite_store, paraphrase, 1, "hybrid")) == [2]
-    assert search(lite_store, "JndiLookup", 3, "text").stories[0].chunks[0]["chunk_index"] == 1
+    assert ids(search(store, paraphrase, 1, "dense")) == [2]
+    assert ids(search(store, paraphrase, 1, "hybrid")) == [2]
+    assert search(store, "JndiLookup", 3, "text").stories[0].chunks[0]["chunk_index"] == 1
 
 
 def test_a_story_appears_once_with_its_best_chunks_in_order(lite_store):
