@@ -312,6 +312,18 @@ def send_page(request: BaseHTTPRequestHandler, body: bytes, content_type: str = 
     send(request, 200, body, content_type, headers=validators)
 
 
+def redirect_to(location: str):
+    """A route that answers 302 to `location`."""
+
+    def answer(request: BaseHTTPRequestHandler) -> None:
+        request.send_response(302)
+        request.send_header("Location", location)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    return answer
+
+
 def send_json(request: BaseHTTPRequestHandler, value) -> None:
     send(request, 200, json.dumps(value).encode("utf-8"), "application/json; charset=utf-8")
 

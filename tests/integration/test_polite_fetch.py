@@ -9,7 +9,7 @@ import pytest
 from include.config import FetchConfig, PolitenessConfig
 from include.crawl.polite_fetch import PoliteFetcher, Validators
 from include.records import Page, Story, StoryOutcome
-from tests.replay_server import ReplayServer, send
+from tests.replay_server import ReplayServer, redirect_to, send
 
 PAGE = "<html><body><article><h1>{0}</h1><p>" + "Words about {0} for the reader. " * 20 + "</p></article></body></html>"
 K, R = 2, 5.0
@@ -135,14 +135,6 @@ def test_a_redirect_to_another_site_keeps_to_that_sites_robots_and_limits(tmp_pa
     monkeypatch.setenv("HN_INGEST_STAGING_URL", (tmp_path / "staging").as_uri())
     replay = ReplayServer(page_hosts=2)
     replay.robots[1] = "User-agent: *\nDisallow: /private/\n"
-
-    def redirect_to(target: str):
-        def answer(request):
-            request.send_response(302)
-            request.send_header("Location", target)
-            request.send_header("Content-Length", "0")
-            request.end_headers()
-        return answer
 
     stories = []
     for n in range(6):

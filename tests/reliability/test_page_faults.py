@@ -21,7 +21,7 @@ from include.config import PROJECT_ROOT, FetchConfig
 from tests import corpus
 from tests.airflow_cli import AirflowEnv
 from tests.invariants import assert_every_story_accounted_for, assert_no_duplicates, assert_stories_whole
-from tests.replay_server import ReplayServer, load_corpus, send, send_json
+from tests.replay_server import ReplayServer, load_corpus, redirect_to, send, send_json
 
 pytestmark = pytest.mark.e2e
 
@@ -105,14 +105,6 @@ def _handlers() -> dict[str, tuple]:
         request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         request.connection.close()
 
-    def redirect(location):
-        def handler(request):
-            request.send_response(302)
-            request.send_header("Location", location)
-            request.send_header("Content-Length", "0")
-            request.end_headers()
-        return handler
-
     def page(body: bytes, content_type: str):
         return lambda request: send(request, 200, body, content_type)
 
@@ -129,8 +121,8 @@ def _handlers() -> dict[str, tuple]:
         "/pdf": (page(b"%PDF-1.7\n%binary", "application/pdf"), "failed", "not HTML (Content-Type application/pdf)"),
         "/pdf-as-html": (page(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3 binary", "text/html"), "failed", "binary"),
         "/image": (page(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "image/png"), "failed", "not HTML"),
-        "/loop": (redirect("/loop"), "failed", "redirects"),
-        "/metadata": (redirect("http://169.254.169.254/latest/meta-data/"), "failed", "refused to connect"),
+        "/loop": (redirect_to("/loop"), "failed", "redirects"),
+        "/metadata": (redirect_to("http://169.254.169.254/latest/meta-data/"), "failed", "refused to connect"),
         "/latin1-header": (page(ARTICLE.format(title="Header", body=LATIN1 * 5).encode("latin-1"),
                                 "text/html; charset=ISO-8859-1"), "ingested", ""),
         "/latin1-meta": (page(('<html><head><meta charset="iso-8859-1"></head><body><article><h1>Meta</h1>'
