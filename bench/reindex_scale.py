@@ -27,7 +27,7 @@ import time
 import zlib
 
 from bench.common import RESULTS, corpus_ok, fresh_env, machine, print_table
-from bench.freshness import COMMITTED, percentile
+from bench.freshness import commit_times, percentile
 from tests.airflow_cli import AirflowStack
 from tests.milvus_server import MilvusServer
 from tests.replay_server import ReplayServer
@@ -92,10 +92,10 @@ def main() -> None:
                     stack.start("scheduler")
                 time.sleep(1)
             wall = time.monotonic() - started
-            stack.wait_for(lambda: all(s in commit_times(env.home) for s in released), 180, "the released stories")
+            stack.wait_for(lambda: all(s in commit_times(env.home, runs="*") for s in released), 180, "the released stories")
             runs = len(stack.runs()) - runs_before
         after = store_counts(server.uri, job_started=True)
-    committed = commit_times(env.home)
+    committed = commit_times(env.home, runs="*")
     latencies = [committed[s] - released[s] for s in released if s in committed]
     finished = progress.get("state") == "finished"
     rows = [
@@ -192,15 +192,6 @@ def reindex_progress(env) -> dict | None:
     except (json.JSONDecodeError, AttributeError):
         return None
 
-
-def commit_times(airflow_home) -> dict[int, float]:
-    """story id -> when a `write_batch` of any run had committed it (earliest)."""
-    found: dict[int, float] = {}
-    for log in (airflow_home / "logs").glob("dag_id=hn_ingest/run_id=*/task_id=write_batch/**/*.log"):
-        for at, ids in COMMITTED.findall(log.read_text(errors="replace")):
-            for story_id in filter(None, (i.strip() for i in ids.split(","))):
-                found[int(story_id)] = min(found.get(int(story_id), float("inf")), float(at))
-    return found
 
 
 if __name__ == "__main__":
