@@ -71,7 +71,7 @@ class DagRunResult:
     @property
     def run_id(self) -> str:
         """The run `airflow dags test` made (it names it in its task lines)."""
-        match = re.search(r"run_id='?((?:manual|scheduled|backfill)__[^' ,)]+)", self.log)
+        match = re.search(r"""run_id['"]?\s*[=:]\s*['"]?((?:manual|scheduled|backfill)__[^'"\s,)>]+)""", self.log)
         if not match:
             raise AssertionError(f"no run id in the log:\n{self.log[-2000:]}")
         return match.group(1)
@@ -121,11 +121,12 @@ class AirflowEnv:
         return result
 
     def retried_tasks(self, result: DagRunResult, dag_id: str = "hn_ingest") -> list[str]:
-        """The task id of each try of `result`'s run that failed and was retried, in order: what the
-        scheduler recorded (`task_instance_history`), not what a log line says."""
-        rows = self.query("SELECT task_id FROM task_instance_history WHERE dag_id = :dag AND run_id = :run "
-                          "ORDER BY start_date, try_number", dag=dag_id, run=result.run_id)
-        return [task_id for (task_id,) in rows]
+        """The task id of each try of `result`'s run that failed and was retried, in the order the task
+        instances started: what the metadata DB recorded (each task instance's try number), not what a
+        log line says."""
+        rows = self.query("SELECT task_id, try_number FROM task_instance WHERE dag_id = :dag AND run_id = :run "
+                          "AND try_number > 1 ORDER BY start_date", dag=dag_id, run=result.run_id)
+        return [task_id for task_id, tries in rows for _ in range(int(tries) - 1)]
 
     def metadata_db(self) -> str:
         """The metadata DB's SQLAlchemy URL: Postgres when the test set one, else the home's SQLite file."""
