@@ -59,6 +59,8 @@ def _load_tokenizer(model_name: str):
 
 def split_to_token_limit(text: str, budget: int, counter: TokenCounter) -> list[str]:
     """Split `text` into pieces of at most `budget` tokens, preferring sentence ends, then spaces."""
+    if budget < 1:
+        raise ValueError(f"a token budget must be positive (got {budget})")
     spans = counter.offsets(text)
     if len(spans) <= budget:
         return [text] if text.strip() else []
@@ -99,7 +101,10 @@ def chunk_elements(elements: list, story: Story, url: str, config: ChunkConfig, 
         new_after_n_chars=config.new_after_n_chars,
         combine_text_under_n_chars=config.combine_text_under_n_chars,
     )
-    budget = config.max_tokens - counter.count(embedding_input(story.title, ""))
+    # The title goes before every chunk. A title that would fill the window (a pathological one: HN's are
+    # at most 80 characters) still leaves each piece a quarter of it; the model's window then cuts the
+    # piece's end in the embedding, but nothing fails and the text is stored whole.
+    budget = max(config.max_tokens // 4, config.max_tokens - counter.count(embedding_input(story.title, "")))
     texts = [piece for section in sections for piece in split_to_token_limit(section.text, budget, counter)]
     texts = texts[: config.max_chunks_per_story]
     return [Chunk(story.id, index, story.title, url, text, posted_at=story.time, points=story.score,

@@ -124,8 +124,13 @@ def _chunk_page(
     finally:
         seconds["partition"] += time.monotonic() - started
     started = time.monotonic()
-    chunks = chunk_elements(elements, story, story.source_url, chunk_config, counter)
-    seconds["chunk"] += time.monotonic() - started
+    try:
+        chunks = chunk_elements(elements, story, story.source_url, chunk_config, counter)
+    except Exception as exc:  # noqa: BLE001 - as for the parser: this page's problem, never the batch's
+        log.exception("story %s: chunking failed", story.id)
+        return [], problem_outcome(story, "failed", "chunk", f"{type(exc).__name__}: {exc}")
+    finally:
+        seconds["chunk"] += time.monotonic() - started
     if not chunks:
         return [], problem_outcome(story, "failed", "chunk", "no text found on the page")
     return chunks, StoryOutcome(story.id, "ingested", story.title, story.source_url, chunk_count=len(chunks))

@@ -115,3 +115,18 @@ def test_a_discussion_page_keeps_its_thread_and_an_article_keeps_only_itself(req
     article, truth = _page_text("scrapinghub-011")
     assert len(article) > 2000 and "soccer circuit" not in truth
     assert "soccer circuit" not in article  # words of the reader's comment
+
+
+def test_a_title_that_fills_the_window_still_chunks_the_page(counter):
+    """A title of more tokens than the model's window (a pathological one) left the text a budget below
+    zero, and the splitter failed the whole batch with an IndexError (seen in bench.reindex_scale)."""
+    config = ChunkConfig()
+    title = "a-b/" * 200  # one "word" of many tokens, as a URL in a title can be
+    assert counter.count(embedding_input(title, "")) > config.max_tokens
+    text = "A sentence about the page. " * 80
+    elements = partition_text_post(f"<p>{text}</p>")
+    chunks = chunk_elements(elements, story(title), "https://example.com", config, counter)
+    assert chunks and "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")
+    assert all(counter.count(c.text) - 2 <= config.max_tokens // 4 for c in chunks)
+    with pytest.raises(ValueError, match="budget must be positive"):
+        split_to_token_limit(text, 0, counter)
