@@ -85,11 +85,11 @@ def main() -> None:
                 f"freshness-{args.schedule}s.txt")
 
 
-def commit_times(airflow_home, runs: str = "scheduled__*") -> dict[int, float]:
-    """story id → when `write_batch` of a run matching `runs` had committed its chunks and state (its log
-    line), earliest first."""
+def commit_times(airflow_home, runs: str = "scheduled__*", dags: str = "hn_ingest") -> dict[int, float]:
+    """story id → when `write_batch` of a run matching `runs` of the DAGs matching `dags` had committed its
+    chunks and state (its log line), earliest first."""
     found: dict[int, float] = {}
-    for log in (airflow_home / "logs").glob(f"dag_id=hn_ingest/run_id={runs}/task_id=write_batch/**/*.log"):
+    for log in (airflow_home / "logs").glob(f"dag_id={dags}/run_id={runs}/task_id=write_batch/**/*.log"):
         for at, ids in COMMITTED.findall(log.read_text(errors="replace")):
             for story_id in filter(None, (i.strip() for i in ids.split(","))):
                 found[int(story_id)] = min(found.get(int(story_id), float("inf")), float(at))
