@@ -118,9 +118,12 @@ def store_summary(store: ChunkStore, now: float, max_problems: int = 100, uri: s
 def _latest(client, filter_: str, field: str, now: float, limit: int) -> list[dict]:
     """The `limit` stories matching `filter_` with the greatest `field` (a time), whatever the store holds.
 
-    Milvus has no ORDER BY: count queries find a window back from `now` holding at least `limit` stories
-    and at most `SCAN_LIMIT` (widening from an hour, halving when too full), then only that window's
-    (id, time) pairs are read, and only the `limit` shown are read whole."""
+    Milvus has no ORDER BY: when more than `SCAN_LIMIT` stories match, count queries find a window back
+    from `now` holding at least `limit` of them and at most `SCAN_LIMIT` (widening from an hour, halving
+    when too full); only that window's (id, time) pairs are read, and only the `limit` shown read whole."""
+    held = count(client, STORIES_COLLECTION, filter_)
+    if held <= SCAN_LIMIT:  # one page holds them all: no window to find
+        return _newest(client, filter_, field, limit)
     span, too_few, too_many = 3600, 0, None
     for _ in range(64):
         held = count(client, STORIES_COLLECTION, f"{filter_} and {field} >= {int(now - span)}")
@@ -134,8 +137,12 @@ def _latest(client, filter_: str, field: str, now: float, limit: int) -> list[di
         if too_many is not None and too_many - too_few <= 1:
             span = too_few  # more than SCAN_LIMIT stories in one second: the newest of what fits
             break
-    found = first_page(client, STORIES_COLLECTION, f"{filter_} and {field} >= {int(now - span)}", ["story_id", field],
-                       SCAN_LIMIT)
+    return _newest(client, f"{filter_} and {field} >= {int(now - span)}", field, limit)
+
+
+def _newest(client, filter_: str, field: str, limit: int) -> list[dict]:
+    """The `limit` newest by `field` of the (at most `SCAN_LIMIT`) stories matching `filter_`, read whole."""
+    found = first_page(client, STORIES_COLLECTION, filter_, ["story_id", field], SCAN_LIMIT)
     newest = [int(r["story_id"]) for r in sorted(found, key=lambda r: (-int(r[field]), -int(r["story_id"])))[:limit]]
     if not newest:
         return []
