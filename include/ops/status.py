@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 
 from include.config import CHUNKS_COLLECTION, STORIES_COLLECTION, RetryPolicy
 from include.store import ChunkStore
@@ -84,15 +86,22 @@ def store_summary(store: ChunkStore, now: float, max_problems: int = 100, uri: s
     /status and the UI view show. Count queries and pages of bounded size: its cost does not grow with
     the rows the store holds."""
     client = store.client
-    stories = {status: n for status in STATUSES if (n := count(client, STORIES_COLLECTION, f'status == "{status}"'))}
-    problems = _latest(client, f"status in {PROBLEM_STATUSES}", "updated_at", now, max_problems)
+    # Independent reads, at once: on a Milvus 2.3 server each takes ~0.2 s whatever it reads.
+    reads = {
+        **{status: partial(count, client, STORIES_COLLECTION, f'status == "{status}"') for status in STATUSES},
+        "problems": partial(_latest, client, f"status in {PROBLEM_STATUSES}", "updated_at", now, max_problems),
+        "newest": partial(_latest, client, 'status == "ingested"', "posted_at", now, 1),
+        "ingested": partial(_latest, client, 'status == "ingested"', "updated_at", now, 1),
+        "job": store.jobs.reindex,
+        "chunks": store.reader.count,  # count(*): on a server it sees a duplicated key, a query does not
+    }
+    with ThreadPoolExecutor(max_workers=len(reads)) as pool:
+        found = dict(zip(reads, pool.map(lambda read: read(), reads.values()), strict=True))
+    stories = {status: found[status] for status in STATUSES if found[status]}
+    problems, newest, ingested, job, chunks = (found[k] for k in ("problems", "newest", "ingested", "job", "chunks"))
     policy = RetryPolicy()
-    newest = _latest(client, 'status == "ingested"', "posted_at", now, 1)
-    ingested = _latest(client, 'status == "ingested"', "updated_at", now, 1)
     newest_posted = int(newest[0]["posted_at"]) if newest else 0
     last_ingest = int(ingested[0]["updated_at"]) if ingested else None
-    job = store.jobs.reindex()
-    chunks = store.reader.count()  # count(*): on a server it sees a duplicated key, a query does not
     return {
         "chunks": chunks,
         "warning": lite_size_warning(uri, chunks) if uri else None,
@@ -121,9 +130,9 @@ def _latest(client, filter_: str, field: str, now: float, limit: int) -> list[di
     Milvus has no ORDER BY: when more than `SCAN_LIMIT` stories match, count queries find a window back
     from `now` holding at least `limit` of them and at most `SCAN_LIMIT` (widening from an hour, halving
     when too full); only that window's (id, time) pairs are read, and only the `limit` shown read whole."""
-    held = count(client, STORIES_COLLECTION, filter_)
-    if held <= SCAN_LIMIT:  # one page holds them all: no window to find
-        return _newest(client, filter_, field, limit)
+    found = first_page(client, STORIES_COLLECTION, filter_, ["story_id", field], SCAN_LIMIT)
+    if len(found) < SCAN_LIMIT:  # one page held them all: no window to find
+        return _read_newest(client, found, field, limit)
     span, too_few, too_many = 3600, 0, None
     for _ in range(64):
         held = count(client, STORIES_COLLECTION, f"{filter_} and {field} >= {int(now - span)}")
@@ -142,7 +151,11 @@ def _latest(client, filter_: str, field: str, now: float, limit: int) -> list[di
 
 def _newest(client, filter_: str, field: str, limit: int) -> list[dict]:
     """The `limit` newest by `field` of the (at most `SCAN_LIMIT`) stories matching `filter_`, read whole."""
-    found = first_page(client, STORIES_COLLECTION, filter_, ["story_id", field], SCAN_LIMIT)
+    return _read_newest(client, first_page(client, STORIES_COLLECTION, filter_, ["story_id", field], SCAN_LIMIT),
+                        field, limit)
+
+
+def _read_newest(client, found: list[dict], field: str, limit: int) -> list[dict]:
     newest = [int(r["story_id"]) for r in sorted(found, key=lambda r: (-int(r[field]), -int(r["story_id"])))[:limit]]
     if not newest:
         return []
