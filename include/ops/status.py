@@ -87,18 +87,19 @@ def store_summary(store: ChunkStore, now: float, max_problems: int = 100, uri: s
     the rows the store holds."""
     client = store.client
     # Independent reads, at once: on a Milvus 2.3 server each takes ~0.2 s whatever it reads.
-    reads = {
+    reads = {  # keys apart from the statuses
         **{status: partial(count, client, STORIES_COLLECTION, f'status == "{status}"') for status in STATUSES},
         "problems": partial(_latest, client, f"status in {PROBLEM_STATUSES}", "updated_at", now, max_problems),
-        "newest": partial(_latest, client, 'status == "ingested"', "posted_at", now, 1),
-        "ingested": partial(_latest, client, 'status == "ingested"', "updated_at", now, 1),
+        "newest posted": partial(_latest, client, 'status == "ingested"', "posted_at", now, 1),
+        "last ingested": partial(_latest, client, 'status == "ingested"', "updated_at", now, 1),
         "job": store.jobs.reindex,
         "chunks": store.reader.count,  # count(*): on a server it sees a duplicated key, a query does not
     }
     with ThreadPoolExecutor(max_workers=len(reads)) as pool:
         found = dict(zip(reads, pool.map(lambda read: read(), reads.values()), strict=True))
     stories = {status: found[status] for status in STATUSES if found[status]}
-    problems, newest, ingested, job, chunks = (found[k] for k in ("problems", "newest", "ingested", "job", "chunks"))
+    problems, newest, ingested, job, chunks = (found[k] for k in ("problems", "newest posted", "last ingested", "job",
+                                                                  "chunks"))
     policy = RetryPolicy()
     newest_posted = int(newest[0]["posted_at"]) if newest else 0
     last_ingest = int(ingested[0]["updated_at"]) if ingested else None

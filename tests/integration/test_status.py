@@ -26,9 +26,13 @@ def test_the_latest_problems_are_the_newest_even_past_a_page(tmp_path):
             store.ledger.write_states([StoryOutcome(i, "failed", f"Story {i}", reason=f"story {i}: HTTP 503",
                                                     stage="fetch") for i in ids], [],
                                       now=NOW - 3000 + second)
+        store.ledger.write_states([StoryOutcome(10**8, "ingested", "Fresh", "https://e.com", chunk_count=1,
+                                                posted_at=NOW - 50)], [], now=NOW - 20)
         summary = store_summary(store, NOW + 1)
         listed = [p["story_id"] for p in summary["problems"]]
-        assert summary["problems_total"] == stories
+        assert summary["stories"] == {"failed": stories, "ingested": 1} and summary["problems_total"] == stories
+        assert summary["freshness"]["newest_story_posted_at"] == NOW - 50
+        assert summary["freshness"]["last_ingest_at"] == NOW - 20
         assert listed == list(range(stories, stories - 100, -1)), listed[:12]
     finally:
         close_client(client, uri)
