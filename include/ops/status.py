@@ -19,7 +19,7 @@ from functools import partial
 from include.config import CHUNKS_COLLECTION, STORIES_COLLECTION, RetryPolicy
 from include.store import ChunkStore
 from include.store.client import close_client, lite_size_warning, open_client, uri_from_environment
-from include.store.collections import BoundedReads, count, first_page
+from include.store.collections import CONSISTENCY, BoundedReads, count
 from include.store.ledger import SCAN_LIMIT, STORY_FIELDS
 
 STATUSES = ("ingested", "skipped", "failed", "removed")
@@ -131,7 +131,7 @@ def _latest(client, filter_: str, field: str, now: float, limit: int) -> list[di
     Milvus has no ORDER BY: when more than `SCAN_LIMIT` stories match, count queries find a window back
     from `now` holding at least `limit` of them and at most `SCAN_LIMIT` (widening from an hour, halving
     when too full); only that window's (id, time) pairs are read, and only the `limit` shown read whole."""
-    found = first_page(client, STORIES_COLLECTION, filter_, ["story_id", field], SCAN_LIMIT)
+    found = _page(client, filter_, ["story_id", field], SCAN_LIMIT)
     if len(found) < SCAN_LIMIT:  # one page held them all: no window to find
         return _read_newest(client, found, field, limit)
     span, too_few, too_many = 3600, 0, None
@@ -152,16 +152,22 @@ def _latest(client, filter_: str, field: str, now: float, limit: int) -> list[di
 
 def _newest(client, filter_: str, field: str, limit: int) -> list[dict]:
     """The `limit` newest by `field` of the (at most `SCAN_LIMIT`) stories matching `filter_`, read whole."""
-    return _read_newest(client, first_page(client, STORIES_COLLECTION, filter_, ["story_id", field], SCAN_LIMIT),
-                        field, limit)
+    return _read_newest(client, _page(client, filter_, ["story_id", field], SCAN_LIMIT), field, limit)
 
 
 def _read_newest(client, found: list[dict], field: str, limit: int) -> list[dict]:
     newest = [int(r["story_id"]) for r in sorted(found, key=lambda r: (-int(r[field]), -int(r["story_id"])))[:limit]]
     if not newest:
         return []
-    rows = first_page(client, STORIES_COLLECTION, f"story_id in {newest}", STORY_FIELDS, limit)
+    rows = _page(client, f"story_id in {newest}", STORY_FIELDS, limit)
     return sorted(rows, key=lambda r: (-int(r[field]), -int(r["story_id"])))  # a later id is a later story
+
+
+def _page(client, filter_: str, fields: list[str], limit: int) -> list[dict]:
+    """Up to `limit` matching stories in one query (no order needed here: the caller sorts); a query
+    iterator's first page costs two round trips, ~0.2 s each on a Milvus 2.3 server."""
+    return [dict(r) for r in client.query(STORIES_COLLECTION, filter=filter_, output_fields=fields, limit=limit,
+                                          consistency_level=CONSISTENCY)]
 
 
 def describe_reindex(progress: dict) -> str:
