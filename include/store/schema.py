@@ -72,8 +72,7 @@ class StoreSchema:
         for name in SCHEMA_VERSIONS:
             self._finish_interrupted_migration(name)
             if not self.client.has_collection(name):
-                self._create(name)
-                self.set_schema_version(name, SCHEMA_VERSIONS[name])
+                self._create_new(name)
             elif (found := self.schema_version(name)) < SCHEMA_VERSIONS[name]:
                 self._migrate_by_copy(name, found)
             self._ensure_indexes(name)
@@ -91,10 +90,23 @@ class StoreSchema:
                                      "migrate it")
         for name in SCHEMA_VERSIONS:
             if name not in present:
-                self._create(name)
-                self.set_schema_version(name, SCHEMA_VERSIONS[name])
-                self._ensure_indexes(name)
+                self._create_new(name)
+            self._ensure_indexes(name)  # one just made by another process may not have its index yet
             self.client.load_collection(name)
+
+    def _create_new(self, name: str) -> None:
+        """Create `name` at this release's version. Another process (a task of another DAG, the status CLI)
+        may create it at the same moment: the server then refuses the second creation, and theirs serves."""
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            self._create(name)
+        except MilvusException:
+            if not self.client.has_collection(name):
+                raise
+            log.info("%s was created by another process meanwhile", name)
+            return
+        self.set_schema_version(name, SCHEMA_VERSIONS[name])
 
     def has_full_text(self) -> bool:
         """Whether the chunks can be searched by BM25 (the backend had the function when they were created)."""
@@ -152,7 +164,13 @@ class StoreSchema:
         index_params = self.client.prepare_index_params()
         index_params.add_index(field_name=field, index_name=field, index_type=index_type, metric_type=metric,
                                params=params)
-        self.client.create_index(collection, index_params)
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            self.client.create_index(collection, index_params)
+        except MilvusException:
+            if field not in self.client.list_indexes(collection, field_name=field):
+                raise  # not another process's index made meanwhile: a real refusal
 
     def _collection_has_full_text(self, collection: str) -> bool:
         return bool(self.client.describe_collection(collection).get("functions"))
