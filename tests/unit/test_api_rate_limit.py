@@ -38,6 +38,7 @@ def test_a_user_past_the_budget_gets_429_with_retry_after(monkeypatch):
     # k=0 is refused before the store is opened: what answers is the limiter, then the check.
     answers = [client.get("/api/search", params={"q": "x", "k": 0}) for _ in range(3)]
     assert [a.status_code for a in answers] == [400, 400, 429]
-    assert int(answers[2].headers["Retry-After"]) == 30 and "at most 2 a minute" in answers[2].json()["error"]
+    # One token every 30 s: the wait left is at most that, less what a slow machine took between requests.
+    assert 1 <= int(answers[2].headers["Retry-After"]) <= 30 and "at most 2 a minute" in answers[2].json()["error"]
     who["name"] = "bob"
     assert client.get("/api/search", params={"q": "x", "k": 0}).status_code == 400
