@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 export DO_NOT_TRACK := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: install run migrate scheduler scheduler-stack metadata-db test test-deps test-fast replay lint bench bench-peer clean
+.PHONY: install run reindex migrate scheduler scheduler-stack metadata-db test test-deps test-fast replay lint bench bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,19 @@ run: $(AIRFLOW_HOME)/airflow.db
 	$(if $(REPLAY),$(BIN)/python -m tests.replay_server --stories $(REPLAY) --) $(BIN)/airflow dags test hn_ingest $(if $(CONF),-c '$(CONF)') > $(AIRFLOW_HOME)/last-run.log 2>&1 \
 		|| (tail -n 40 $(AIRFLOW_HOME)/last-run.log; echo "hn_ingest failed: full log in $(AIRFLOW_HOME)/last-run.log"; exit 1)
 	grep -h "run summary\|: failed\|run: " $(AIRFLOW_HOME)/last-run.log | sed 's/^.*\] //' || true
+	$(BIN)/python -m include.ops.status
+
+## A reindex without a scheduler: a run of hn_ingest begins it (CONF='{"conditional": false}' re-downloads
+## every page), then runs of hn_reindex take its slices until it is done (`make scheduler` does this alone).
+reindex: $(AIRFLOW_HOME)/airflow.db
+	conf=$$($(BIN)/python -c "import json, sys; print(json.dumps({**json.loads(sys.argv[1]), 'reindex': True}))" \
+		'$(or $(CONF),{})') && $(MAKE) --no-print-directory run CONF="$$conf"
+	while $(BIN)/python -m include.ops.status --json | $(BIN)/python -c \
+			"import json, sys; r = json.load(sys.stdin)['reindex']; sys.exit(0 if r and r['state'] == 'running' else 1)"; do \
+		$(BIN)/airflow dags test hn_reindex > $(AIRFLOW_HOME)/last-reindex-run.log 2>&1 \
+			|| (tail -n 40 $(AIRFLOW_HOME)/last-reindex-run.log; echo "hn_reindex failed: full log in $(AIRFLOW_HOME)/last-reindex-run.log"; exit 1); \
+		grep -h "reindex: " $(AIRFLOW_HOME)/last-reindex-run.log | sed 's/^.*\] //' || true; \
+	done
 	$(BIN)/python -m include.ops.status
 
 ## The store at this release's schema (the pipeline's first task does the same; readers never migrate).

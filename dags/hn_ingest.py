@@ -36,8 +36,9 @@ keeps a week of run history in the metadata DB.
 
 **Params**
 - `reindex` (bool): re-ingest every story known to the store (after a model or chunking change): a job
-  kept in the store that every later run continues, a slice of `HN_INGEST_REINDEX_PER_RUN` (50) stories
-  after its new ones, until all are done; resumable, with progress in the run log and `/status`.
+  kept in the store. This run takes its first slice of `HN_INGEST_REINDEX_PER_RUN` (50) stories after its
+  new ones; the companion DAG `hn_reindex` takes the next slices until all are done, in runs of its own
+  so that this DAG's runs stay short; resumable, with progress in the run log and `/status`.
 - `cancel_reindex` (bool): stop a running reindex.
   Rows are replaced in place: the row count does not grow.
 - `max_stories` (int or empty): cap on the stories this run takes.
@@ -93,6 +94,8 @@ DEFAULT_ARGS = {
     # Later stages first: a batch whose vectors are ready is written before another batch starts
     # embedding, so stories land batch by batch instead of all at the end of a run.
     "weight_rule": "upstream",
+    # Above hn_reindex's tasks (weight 1) for an executor slot or a writer-pool slot: live stories first.
+    "priority_weight": 10,
     "retries": 3,
     "retry_delay": timedelta(seconds=10),
     "retry_exponential_backoff": True,
@@ -116,6 +119,25 @@ ingested or skipped, cut into mapped batches. A year of history is 8,760 runs, n
 or a resumed backfill skips what is done. `reindex=true` re-ingests each window's stories, done or not.
 Unpaused, it also runs once an hour for the hour before: a sweep that catches any story the live DAG
 missed (for example while it was stopped longer than `/v0/newstories.json`'s 500 stories).
+"""
+
+
+REINDEX_DOC = """
+### hn_reindex: the slices of a running reindex, in runs of their own
+
+A reindex (begun by a run of `hn_ingest` with `reindex=true`) is a job kept in the store. Each run of
+this DAG (every `HN_INGEST_REINDEX_SCHEDULE_SECONDS`, 30 s, one at a time) takes its next slice:
+`HN_INGEST_REINDEX_PER_RUN` stories in batches of `HN_INGEST_REINDEX_BATCH_SIZE`, in story-id order, and
+re-ingests them through the same tasks, store and writer pool as `hn_ingest`. With no reindex running, a
+run ends at once, skipped. Its tasks have the lowest priority and at most `HN_INGEST_REINDEX_MAX_TASKS` (2)
+run at once, so `hn_ingest`'s live runs never wait behind a slice for a slot.
+
+A slice whose batch fails whole is not taken again at once: the job goes on with the stories after it and
+comes back to what is left at the end of each pass; after 3 passes what is still left is given up and
+counted (`/status`: `given_up`). `cancel_reindex=true` (here or on `hn_ingest`) stops the job. Progress
+(done / total, time left) is in each run's log, `/status` and the ingestion view.
+
+Without a scheduler (`airflow dags test`), `make reindex` runs it until the job is done.
 """
 
 
@@ -254,3 +276,24 @@ def hn_backfill():
 
 
 hn_backfill()
+
+
+@dag(
+    dag_id="hn_reindex",
+    schedule=DeltaDataIntervalTimetable(timedelta(seconds=int(os.environ.get("HN_INGEST_REINDEX_SCHEDULE_SECONDS",
+                                                                              "30")))),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    max_active_tasks=int(os.environ.get("HN_INGEST_REINDEX_MAX_TASKS", "2")),
+    doc_md=REINDEX_DOC,
+    tags=["hacker-news", "rag", "milvus", "reindex"],
+    default_args={**DEFAULT_ARGS, "priority_weight": 1},
+    params={"cancel_reindex": Param(False, type="boolean",
+                                    description="Stop the running reindex (the stories done so far stay done).")},
+)
+def hn_reindex():
+    ingest_batches(DiscoverStoriesOperator(task_id="discover_stories", reindex_only=True))
+
+
+hn_reindex()

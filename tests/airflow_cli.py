@@ -151,8 +151,8 @@ class AirflowEnv:
         self.run(str(BIN / "airflow"), "db", "migrate")
         self.run(str(BIN / "airflow"), "pools", "set", "milvus_writer", "1", "hn_ingest writes to Milvus")
 
-    def dags_test(self, conf: dict | None = None, timeout: float = 1200) -> DagRunResult:
-        args = [str(BIN / "airflow"), "dags", "test", "hn_ingest"]
+    def dags_test(self, conf: dict | None = None, timeout: float = 1200, dag_id: str = "hn_ingest") -> DagRunResult:
+        args = [str(BIN / "airflow"), "dags", "test", dag_id]
         if conf:
             args += ["-c", json.dumps(conf)]
         result = self.run(*args, timeout=timeout, check=False)

@@ -173,7 +173,8 @@ def _page(client, filter_: str, fields: list[str], limit: int) -> list[dict]:
 def describe_reindex(progress: dict) -> str:
     left = progress["seconds_left"]
     eta = f", about {left / 60:.0f} min left" if left is not None and progress["state"] == "running" else ""
-    return f"{progress['state']}: {progress['done']} of {progress['total']} stories done{eta}"
+    gave_up = f", {progress['given_up']} given up (their batch failed on every pass)" if progress.get("given_up") else ""
+    return f"{progress['state']}: {progress['done']} of {progress['total']} stories done{eta}{gave_up}"
 
 
 def retry_line(story: dict, policy: RetryPolicy, now: float) -> str:

@@ -4,11 +4,12 @@
   skipped, plus failed ones whose next attempt is due (`RetryPolicy`: waits in wall time, not runs).
 - A backfill run takes the stories created in its data interval (Algolia), same filter; with
   `reindex=true` it takes every story of its interval, done or not (and only those).
-- `reindex=true` on any other run begins a reindex of every story the store knows (ingested or failed);
-  that run and every later scheduled or manual run take its next slice (`HN_INGEST_REINDEX_PER_RUN`
-  stories, after the run's new stories) until none is left (`include.store.jobs`): bounded work per run,
-  never more mapped batches than Airflow allows, resumable after any crash, cancellable
-  (`cancel_reindex=true`), and new stories keep their 15 s cadence meanwhile.
+- `reindex=true` on any other run begins a reindex of every story the store knows (ingested or failed)
+  and takes its first slice (`HN_INGEST_REINDEX_PER_RUN` stories, after the run's new stories). The runs
+  of `hn_reindex` (mode `continue_reindex`) take the next slices until none is left
+  (`include.store.jobs`): bounded work per run, never more mapped batches than Airflow allows, resumable
+  after any crash, cancellable (`cancel_reindex=true`). The live runs take no slice, so new stories keep
+  their cadence meanwhile.
 - A scheduled or manual run also follows HN: stored stories it lists as changed are compared with their
   items (edited ones come back, killed or deleted ones are removed by the writer), and threads due for a
   refresh get batches of their own.
@@ -28,8 +29,8 @@ from include.hn.client import HackerNewsClient
 from include.store import ChunkStore
 from include.store.jobs import ReindexJob, ReindexProgress
 
-Mode = Literal["new", "backfill", "reindex"]
-# Stories of a running reindex each run takes, after its new stories (its throughput against freshness).
+Mode = Literal["new", "backfill", "reindex", "continue_reindex"]
+# Stories of a running reindex each run takes (the run that begins it, after its new stories; hn_reindex's).
 REINDEX_PER_RUN = int(os.environ.get("HN_INGEST_REINDEX_PER_RUN", "50"))
 # A slice goes in batches of its own, larger than the new stories' (which stay small for freshness): each
 # batch is three task instances, whose start-up costs more than a small page, so fewer make a shorter run.
@@ -59,11 +60,14 @@ def select_story_ids(
     include_done: bool = False,
     now: float | None = None,
 ) -> list[int]:
-    """Story ids for this run, newest first for new stories (freshness), oldest first for a window.
+    """Story ids for this run, newest first for new stories (freshness), oldest first for a window; none
+    for a run that only continues a reindex.
 
     `include_done` (a backfill with `reindex=true`) keeps the window's stories already ingested or skipped.
     A reindex run takes the new stories like any run; the reindex's own slice comes from `plan_run`.
     """
+    if mode == "continue_reindex":
+        return []
     if mode == "backfill":
         if window is None:
             raise ValueError("a backfill run needs its data interval")
@@ -115,7 +119,7 @@ def plan_run(request: RunRequest, hn: HackerNewsClient, store: ChunkStore, now: 
     story_ids = select_story_ids(request.mode, hn, store, request.window, request.max_stories,
                                  include_done=request.reindex and request.mode == "backfill", now=now)
     threads, reingest, refresh, removed = ThreadConfig(), [], [], {}
-    if request.mode != "backfill":
+    if request.mode in ("new", "reindex"):
         reingest, refresh, removed = follow_changes(hn, store, threads, request.recheck_limit, now)
         story_ids = reingest + [i for i in story_ids if i not in set(reingest)]
     story_ids = story_ids[: request.max_batches * request.batch_size]
@@ -148,7 +152,7 @@ def _reindex_slice(request: RunRequest, store: ChunkStore, story_ids: list[int],
     if request.mode == "reindex":
         store.jobs.start_reindex(request.conditional, now)
     job = store.jobs.reindex() if request.mode != "backfill" else None
-    if job is None or not job.active:
+    if job is None or not job.active or request.mode == "new":  # hn_reindex's runs carry it, not the live ones
         return [], None, job
     progress = store.jobs.reindex_progress(job, now)
     room = (request.max_batches - _batch_count(len(story_ids), request.batch_size)
@@ -156,9 +160,8 @@ def _reindex_slice(request: RunRequest, store: ChunkStore, story_ids: list[int],
     size = min(request.reindex_per_run, room)
     if size <= 0:  # this run's own stories fill it: the reindex goes on in the next
         return [], progress, job
-    taken = set(story_ids)
-    wanted = store.jobs.next_reindex_slice(job, size + len(taken))
-    return [i for i in wanted if i not in taken][:size], progress, job
+    taken = set(story_ids)  # new stories of this run: ingested here anyway
+    return [i for i in store.jobs.next_reindex_slice(job, size) if i not in taken], progress, job
 
 
 def _batch_count(stories: int, batch_size: int) -> int:

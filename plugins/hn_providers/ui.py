@@ -71,7 +71,8 @@ async function loadStatus() {
   const r = s.reindex;
   document.getElementById("reindex").textContent = !r ? "" : "Reindex " + r.state + ": " + r.done + " of " + r.total
     + " stories done" + (r.state === "running" && r.seconds_left != null
-      ? ", about " + Math.max(1, Math.round(r.seconds_left / 60)) + " min left" : "");
+      ? ", about " + Math.max(1, Math.round(r.seconds_left / 60)) + " min left" : "")
+    + (r.given_up ? ", " + r.given_up + " given up (their batch failed on every pass)" : "");
   document.getElementById("problems-total").textContent = "(" + s.problems_total + ")";
   const problems = document.querySelector("#problems tbody");
   problems.replaceChildren(...s.problems.map((p) => row([

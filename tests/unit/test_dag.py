@@ -75,3 +75,15 @@ def test_embedding_queue_and_writer_pool_are_settings():
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-3:] == ["embedding", "milvus_big", "default"]
+
+
+def test_the_reindex_dag_runs_the_same_stages_below_the_live_ones():
+    live, reindex = load_dag(), load_dag("hn_reindex")
+    assert set(reindex.task_dict) == set(live.task_dict)
+    assert reindex.task_dict["discover_stories"].reindex_only and not live.task_dict["discover_stories"].reindex_only
+    assert reindex.max_active_runs == 1 and reindex.catchup is False and reindex.max_active_tasks == 2
+    assert reindex.task_dict["write_batch"].pool == live.task_dict["write_batch"].pool
+    # A live task outranks every task of a slice for an executor or writer-pool slot.
+    for task_id in ("extract_batch", "embed_batch", "write_batch"):
+        assert reindex.task_dict[task_id].priority_weight < live.task_dict[task_id].priority_weight, task_id
+    assert set(reindex.params.keys()) == {"cancel_reindex"}

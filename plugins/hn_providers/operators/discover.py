@@ -40,16 +40,19 @@ class DiscoverStoriesOperator(BaseOperator):
 
     :param windowed: every run takes the stories created in its data interval (``hn_backfill``), whatever
         its type, and an idle run ends at once; otherwise (``hn_ingest``) only a backfill run does.
+    :param reindex_only: every run takes only the next slice of a running reindex (``hn_reindex``), and
+        ends at once when there is none.
     :param milvus_conn_id: the Milvus connection.
     :param hacker_news_conn_id: the Hacker News connection.
     """
 
     ui_color = "#f0e4ff"
 
-    def __init__(self, *, windowed: bool = False, milvus_conn_id: str = MilvusHook.default_conn_name,
+    def __init__(self, *, windowed: bool = False, reindex_only: bool = False, milvus_conn_id: str = MilvusHook.default_conn_name,
                  hacker_news_conn_id: str = HackerNewsHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.windowed = windowed
+        self.reindex_only = reindex_only
         self.milvus_conn_id = milvus_conn_id
         self.hacker_news_conn_id = hacker_news_conn_id
 
@@ -58,7 +61,7 @@ class DiscoverStoriesOperator(BaseOperator):
         if batches:
             return self._with_warm_model(batches)
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
-        if context["dag_run"].run_type == "scheduled" and start is not None and not self.windowed:
+        if context["dag_run"].run_type == "scheduled" and start is not None and not (self.windowed or self.reindex_only):
             until = min((end + (end - start)).timestamp() - 1, time.time() + MAX_WATCH_SECONDS)
             if until - time.time() > 2:
                 hn = HackerNewsHook(self.hacker_news_conn_id).get_conn()
@@ -66,7 +69,8 @@ class DiscoverStoriesOperator(BaseOperator):
                               "(an `airflow triggerer` must run, or this wait times out)", until - time.time())
                 self.defer(trigger=NewStoriesTrigger(hn.base_url, hn.new_story_ids(), until),
                            method_name="execute_complete", timeout=timedelta(seconds=until - time.time() + 60))
-        raise AirflowSkipException("idle run: no stories to ingest")
+        raise AirflowSkipException("idle run: no reindex is running" if self.reindex_only else
+                                   "idle run: no stories to ingest")
 
     def execute_complete(self, context, event: dict) -> list[dict]:
         self.log.info("new stories listed while watching: %s", event["new_story_ids"][:10])
@@ -94,7 +98,8 @@ class DiscoverStoriesOperator(BaseOperator):
 
         cpu_started = time.process_time()
         params, dag_run = context["params"], context["dag_run"]
-        mode = "backfill" if self.windowed else run_mode(dag_run.run_type, params["reindex"])
+        mode = "backfill" if self.windowed else "continue_reindex" if self.reindex_only else \
+            run_mode(dag_run.run_type, params.get("reindex", False))
         # A manual run triggered without a logical date (Airflow 3's default) has no data interval.
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
         if mode == "backfill" and start is None:
@@ -102,8 +107,8 @@ class DiscoverStoriesOperator(BaseOperator):
                              "create a backfill (`airflow backfill create` or the UI's backfill dialog) or "
                              "trigger it with a logical date")
         window = Window(int(start.timestamp()), int(end.timestamp())) if mode == "backfill" else None
-        request = RunRequest(mode, dag_run.run_id, window, params["max_stories"], params["batch_size"],
-                             params["reindex"], params.get("conditional", True), RECHECKS_PER_RUN,
+        request = RunRequest(mode, dag_run.run_id, window, params.get("max_stories"), params.get("batch_size", 10),
+                             params.get("reindex", False), params.get("conditional", True), RECHECKS_PER_RUN,
                              cancel_reindex=params.get("cancel_reindex", False), max_batches=max_map_length())
         hn = HackerNewsHook(self.hacker_news_conn_id).get_conn()
         with MilvusHook(milvus_conn_id=self.milvus_conn_id) as milvus:
