@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -10,6 +11,8 @@ from typing import Literal
 # comment again replaces its rows instead of adding new ones. chunk_index < stride
 # (ChunkConfig.max_chunks_per_story keeps it so).
 CHUNK_ID_STRIDE = 100_000
+# Keys of linked-thread comments live in [2^62, 2^63): item-based keys stay below 2^62 (ids < 4.6e13).
+LINKED_KEY_BASE = 2**62
 
 # A story ends each run in one of these states (stored in the `hn_stories` collection); "removed": it
 # was ingested, then killed or deleted on HN, and its rows are gone.
@@ -28,6 +31,12 @@ class Story:
     by: str | None = None
     score: int = 0  # points when it was read: what a RAG app ranks or filters by
     descendants: int = 0  # comment count when it was read
+    linked_item: int | None = None  # the HN item its URL points to (include.hn.item_links): read through the API
+
+    @property
+    def is_text_post(self) -> bool:
+        """Its text is its content (Ask HN, or the text of the HN item it links to): no page to fetch."""
+        return self.url is None or (self.linked_item is not None and self.text_html is not None)
 
     @property
     def source_url(self) -> str:
@@ -69,6 +78,8 @@ class Chunk:
     author: str = ""
     thread_path: str = ""  # comment ids from the top-level comment down to this one, "/"-joined
     content_hash: str = ""  # of what is embedded, under the pipeline fingerprint: unchanged means no re-embed
+    # A comment of another item's thread (the HN item a story links to): keyed apart from that item's own rows.
+    thread_root: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,6 +141,7 @@ class ExtractedBatch:
     outcomes: list[StoryOutcome] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     threads: list[ThreadOutcome] = field(default_factory=list)
+    linked: dict[int, int] = field(default_factory=dict)  # story id -> HN item it links to (not staged)
 
 
 def problem_outcome(story: Story, status: Status, stage: str, cause: str, **extra) -> StoryOutcome:
@@ -145,5 +157,10 @@ def chunk_id(item_id: int, chunk_index: int) -> int:
 
 
 def chunk_key(chunk: Chunk) -> int:
-    """A page chunk is keyed by its story, a comment chunk by its comment."""
+    """A page chunk is keyed by its story, a comment chunk by its comment. A comment of a linked item's
+    thread is keyed by story and comment (a hash above every item-based key): the linked item may be in
+    the store as a story of its own, or linked from another story, each with rows of their own."""
+    if chunk.thread_root and chunk.thread_root != chunk.story_id:
+        digest = hashlib.blake2b(f"{chunk.story_id}:{chunk.comment_id}:{chunk.chunk_index}".encode(), digest_size=8)
+        return LINKED_KEY_BASE + int.from_bytes(digest.digest(), "big") % LINKED_KEY_BASE
     return chunk_id(chunk.comment_id or chunk.story_id, chunk.chunk_index)

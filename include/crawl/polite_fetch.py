@@ -53,7 +53,7 @@ class PoliteFetcher:
         queues: dict[str, deque[Story]] = {}
         self._moved: dict[int, tuple[Story, int]] = {}  # story id -> (the story as HN has it, moves so far)
         for story in stories:
-            if story.url is None:
+            if story.is_text_post:
                 results[story.id] = Page(story, story.text_html or "", None)
             else:
                 queues.setdefault(origin(story.url), deque()).append(story)

@@ -32,6 +32,7 @@ class Comment:
     text: str  # plain text, paragraphs separated by blank lines
     path: tuple[int, ...]  # comment ids from the top-level comment down to this one
     replying_to: str = ""  # the parent comment's author and opening words; empty for a top-level comment
+    root: int = 0  # the item whose thread it is in, when not the story's own (the HN item the story links to)
 
 
 @dataclass(frozen=True)
@@ -50,31 +51,39 @@ def comment_text(text_html: str) -> str:
     return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n") if p.strip())
 
 
-def read_thread(hn: HackerNewsClient, story_id: int, title: str, config: ThreadConfig) -> Thread:
-    """The story's live comments in thread order (depth first)."""
-    try:
-        tree = hn.thread(story_id)
-    except HackerNewsUnavailable as exc:
-        log.info("story %d: comment tree not available in one request (%s); walking its items", story_id, exc)
-        tree = _tree_from_items(hn, story_id, config.max_comments)
+def read_thread(hn: HackerNewsClient, story_id: int, title: str, config: ThreadConfig,
+                linked_item: int | None = None) -> Thread:
+    """The story's live comments in thread order (depth first), then those of the HN item its URL links
+    to (`include.hn.item_links`): a story that points at a discussion carries that discussion."""
+    tree = _tree(hn, story_id, config)
     comments: list[Comment] = []
     _flatten(tree.get("children") or [], story_id, (), None, comments)
+    if linked_item:
+        _flatten(_tree(hn, linked_item, config).get("children") or [], linked_item, (), None, comments, linked_item)
     return Thread(story_id, title, _count(tree.get("points")), comments, _count(tree.get("created_at_i")))
 
 
+def _tree(hn: HackerNewsClient, item_id: int, config: ThreadConfig) -> dict:
+    try:
+        return hn.thread(item_id)
+    except HackerNewsUnavailable as exc:
+        log.info("item %d: comment tree not available in one request (%s); walking its items", item_id, exc)
+        return _tree_from_items(hn, item_id, config.max_comments)
+
+
 def _flatten(children: list[dict], parent_id: int, path: tuple[int, ...], parent: Comment | None,
-             into: list[Comment]) -> None:
+             into: list[Comment], root: int = 0) -> None:
     for child in children:
         comment_id = int(child["id"])
         live = child.get("author") and child.get("text") and not child.get("dead") and not child.get("deleted")
         comment = None
         if live:
             comment = Comment(comment_id, parent_id, str(child["author"]), _count(child.get("created_at_i")),
-                              comment_text(str(child["text"])), (*path, comment_id), _opening(parent, path))
+                              comment_text(str(child["text"])), (*path, comment_id), _opening(parent, path), root)
             if comment.text:
                 into.append(comment)
         # Replies to a deleted comment are still part of the thread; they quote nothing.
-        _flatten(child.get("children") or [], comment_id, (*path, comment_id), comment, into)
+        _flatten(child.get("children") or [], comment_id, (*path, comment_id), comment, into, root)
 
 
 def _opening(parent: Comment | None, path: tuple[int, ...]) -> str:

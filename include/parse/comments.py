@@ -33,7 +33,7 @@ def comment_chunks(thread: Thread, counter: TokenCounter, chunk_config: ChunkCon
                 thread.story_id, part, thread.title, comment_url(comment.id), text, posted_at=comment.time,
                 points=thread.points, comments=len(thread.comments), kind=COMMENT_KIND, comment_id=comment.id,
                 author=comment.author, thread_path="/".join(str(i) for i in comment.path),
-                content_hash=content_hash(fingerprint, thread.title, text)))
+                content_hash=content_hash(fingerprint, thread.title, text), thread_root=comment.root))
     return chunks
 
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from include.config import ChunkConfig, FetchConfig, PolitenessConfig, ThreadConfig, pipeline_fingerprint
 from include.crawl.polite_fetch import PoliteFetcher, Validators
 from include.hn.client import HackerNewsClient, story_from_item
+from include.hn.item_links import linked_item_id, resolve_linked_item
 from include.hn.lifecycle import item_hash
 from include.hn.threads import read_thread
 from include.parse.chunking import TokenCounter, chunk_elements
@@ -45,7 +46,8 @@ def extract_batch(
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=fetch_config.concurrency) as pool:
         # An API failure re-raises here and fails the task: nothing of the batch is written.
-        items = list(pool.map(lambda story_id: story_from_item(story_id, hn.get_item(story_id)), story_ids))
+        items = list(pool.map(lambda story_id: _story(story_id, hn), story_ids))
+    batch.linked = {s.id: s.linked_item for s in items if isinstance(s, Story) and s.linked_item}
     fetched = fetcher.fetch_all([s for s in items if isinstance(s, Story)], validators or {})
     batch.seconds = {"fetch": time.monotonic() - started, "partition": 0.0, "chunk": 0.0}
     for item in items:
@@ -80,10 +82,11 @@ def extract_threads(
     fingerprint = pipeline_fingerprint(counter.model_name, chunk_config)
     not_ingested = {o.story_id for o in batch.outcomes if o.status != "ingested"}
     wanted = [i for i in story_ids if i not in not_ingested]
-    titles = {o.story_id: o.title for o in batch.outcomes}
+    # A story of this batch: its title and linked item are known; a thread refresh reads its item again.
+    known = {o.story_id: (o.title, batch.linked.get(o.story_id)) for o in batch.outcomes}
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        threads = list(pool.map(lambda i: read_thread(hn, i, titles.get(i) or _title(hn, i), config), wanted))
+        threads = list(pool.map(lambda i: _read(hn, i, known.get(i) or _thread_source(hn, i), config), wanted))
     for thread in threads:
         chunks = comment_chunks(thread, counter, chunk_config, fingerprint)
         read_at = int(time.time())
@@ -97,9 +100,22 @@ def extract_threads(
     batch.seconds["threads"] = time.monotonic() - started
 
 
-def _title(hn: HackerNewsClient, story_id: int) -> str:
-    """A refreshed thread's story title, which prefixes its comment chunks like a page's."""
-    return html.unescape(str((hn.get_item(story_id) or {}).get("title") or "")).strip()
+def _read(hn: HackerNewsClient, story_id: int, source: tuple[str, int | None], config: ThreadConfig):
+    title, linked_item = source
+    return read_thread(hn, story_id, title, config, linked_item)
+
+
+def _story(story_id: int, hn: HackerNewsClient) -> Story | StoryOutcome:
+    """The story as the API has it; one that links to an HN item is read as that item."""
+    story = story_from_item(story_id, hn.get_item(story_id))
+    return resolve_linked_item(story, hn) if isinstance(story, Story) else story
+
+
+def _thread_source(hn: HackerNewsClient, story_id: int) -> tuple[str, int | None]:
+    """A refreshed thread's story title (it prefixes its comment chunks like a page's) and the HN item
+    its URL links to, whose thread is read with it."""
+    item = hn.get_item(story_id) or {}
+    return html.unescape(str(item.get("title") or "")).strip(), linked_item_id(item.get("url"))
 
 
 def describe(outcome: StoryOutcome) -> str:

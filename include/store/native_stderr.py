@@ -55,6 +55,6 @@ def stderr_to_logging() -> Iterator[None]:
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)  # drops the pipe's last write end: the reader sees end of file
-        reader.join(timeout=5)
+        reader.join(timeout=30)  # draining takes well under a second; a loaded machine may need more
         if not reader.is_alive():  # it may still write to `saved`; a stuck reader keeps it (one fd)
             os.close(saved)
