@@ -28,6 +28,27 @@ pytestmark = pytest.mark.e2e
 NEW_REPLY = "A fresh reply about quokkas: the replay added this comment after the first run."
 
 
+def add_linked_discussion(replay: ReplayServer) -> tuple[int, int]:
+    """An Ask HN post with a small thread, and a later story whose URL is that post's HN page."""
+    base = max(replay.items) + 1
+    ask, first, reply, second, link = range(base, base + 5)
+    now = int(time.time()) - 120
+    replay.add_item({"id": ask, "type": "story", "by": "asker", "time": now, "score": 40, "descendants": 3,
+                     "title": "Ask HN: How do you keep a sourdough starter alive while travelling?",
+                     "text": "I travel for weeks at a time and my starter dies every trip.<p>Freezing it did not "
+                             "work for me. What do bakers here do?", "kids": [first, second]})
+    replay.add_item({"id": first, "type": "comment", "by": "baker", "parent": ask, "time": now + 10, "kids": [reply],
+                     "text": "Dry a thin layer on parchment paper, crumble it and keep it in a jar."})
+    replay.add_item({"id": reply, "type": "comment", "by": "miller", "parent": first, "time": now + 20,
+                     "text": "Seconded: dried flakes revived in two feedings after six months in my pantry."})
+    replay.add_item({"id": second, "type": "comment", "by": "neighbour", "parent": ask, "time": now + 30,
+                     "text": "Ask a neighbour to feed it once a week; a stiff starter in the fridge lasts a month."})
+    replay.add_item({"id": link, "type": "story", "by": "poster", "time": now + 60, "score": 12, "descendants": 0,
+                     "title": "Keeping sourdough alive on holiday (HN discussion)",
+                     "url": f"https://news.ycombinator.com/item?id={ask}"})
+    return ask, link
+
+
 def summary(run) -> dict:
     return json.loads(run.lines("run summary: ")[-1].split("run summary: ", 1)[1])
 
@@ -49,6 +70,7 @@ def threads(require_corpus, airflow_home, tmp_path_factory):
     for story_id in mapped:  # posted just now: the thread is young and will grow
         replay.items[story_id]["time"] = int(time.time()) - 120
     with_comments = [i for i in mapped if len(live_comments(replay, i)) >= 2]
+    ask, link = add_linked_discussion(replay)
     env = AirflowEnv(airflow_home, tmp_path_factory.mktemp("threads-data"), {
         **replay.connection_env(), "HN_INGEST_THREAD_REFRESH": "3600"})
     with replay:
@@ -69,7 +91,7 @@ def threads(require_corpus, airflow_home, tmp_path_factory):
         replay.items[leaf] = {"id": leaf, "type": "comment", "deleted": True, "time": replay.items[leaf]["time"],
                               "parent": replay.items[leaf]["parent"]}
         ingested = [r["story_id"] for r in before["story_rows"] if r["status"] == "ingested"]
-        edited = next(i for i in ingested if not live_comments(replay, i))
+        edited = next(i for i in ingested if i in mapped and not live_comments(replay, i))
         killed = with_comments[1]
         replay.items[edited] = {**replay.items[edited], "title": "Edited: " + replay.items[edited]["title"]}
         replay.items[killed] = {**replay.items[killed], "dead": True}
@@ -79,7 +101,7 @@ def threads(require_corpus, airflow_home, tmp_path_factory):
         after = env.status(chunks=True)
     return {"env": env, "replay": replay, "mapped": mapped, "live_at_first": live_at_first, "items_at_first": items_at_first, "with_comments": with_comments, "first": first, "second": second,
             "before": before, "after": after, "story": story, "parent": parent, "reply": reply, "leaf": leaf,
-            "edited": edited, "killed": killed}
+            "edited": edited, "killed": killed, "ask": ask, "link": link}
 
 
 def comment_rows(status: dict, story_id: int | None = None) -> list[dict]:
@@ -165,3 +187,26 @@ def test_a_killed_story_loses_its_page_and_comment_rows_and_says_why(threads):
     assert state["status"] == "removed" and "dead" in state["reason"] and "removed" in state["reason"]
     assert state["updated_at"] >= {r["story_id"]: r for r in before["story_rows"]}[killed]["updated_at"]
     assert threads["second"].lines("lifecycle: ")
+
+
+def test_a_story_linking_to_an_hn_item_carries_its_text_and_its_thread(threads):
+    """Not HN's discussion page scraped (its comments would be cut as a comment section): the linked item
+    through the API, its text as the story's text and its comments as the story's comment chunks, kept
+    apart from the same comments stored under the item's own story, and refreshed with the story."""
+    ask, link, replay = threads["ask"], threads["link"], threads["replay"]
+    for status in (threads["before"], threads["after"]):
+        states = {r["story_id"]: r for r in status["story_rows"]}
+        assert states[link]["status"] == "ingested" and states[ask]["status"] == "ingested"
+        pages = [r for r in status["chunk_rows"] if r["story_id"] == link and r["kind"] == "page"]
+        assert pages and "my starter dies every trip" in " ".join(r["text"] for r in pages)
+        assert states[link]["url"] == f"https://news.ycombinator.com/item?id={ask}"  # search hits link there
+        # Refreshed with the story in the second run: still its linked comments, none dropped as stale.
+        linked = comment_rows(status, link)
+        assert {r["comment_id"] for r in linked} == live_comments(replay, ask) == {r["comment_id"]
+                                                                                  for r in comment_rows(status, ask)}
+        assert {r["author"] for r in linked} == {"baker", "miller", "neighbour"}
+        reply = next(r for r in linked if r["author"] == "miller")
+        assert 'replying to baker: "Dry a thin layer' in reply["text"] and reply["thread_path"].count("/") == 1
+        assert not {r["id"] for r in linked} & {r["id"] for r in comment_rows(status, ask)}
+        assert states[link]["comment_chunks"] == len(linked)
+    assert_no_duplicates(threads["after"])
