@@ -54,6 +54,8 @@ def ingest(stories: int, name: str, batch_size: int, reindex: bool = True) -> di
         env = fresh_env(name, replay)
         cold_runtime_dir(env)
         env.extra_env["HN_BENCH_TAG"] = name
+        # The reindex run takes the whole store in its first slice, in batches like the first ingest's.
+        env.extra_env.update({"HN_INGEST_REINDEX_PER_RUN": str(stories), "HN_INGEST_REINDEX_BATCH_SIZE": str(batch_size)})
         conf = {"batch_size": batch_size}
         with PeakMemory(name) as memory:
             result["first"] = (*timed_dags_test(env, conf), memory)

@@ -7,7 +7,9 @@ would be near-certain):
 - sentences: a full sentence from the middle of each page's ground truth;
 - snippets: the first `with` snippet of each page that has a `.snippets.json` (short passages);
 - questions: natural questions written about pages' content (`bench/questions.json`, each naming the
-  page that answers it), half naming an exact term, half paraphrasing.
+  page that answers it), half naming an exact term, half paraphrasing;
+- user questions: a second, larger set written the way users ask (`bench/questions_users.json`): no run
+  of four words copied from the page, vaguer and shorter; the set no search setting was tuned on.
 For each mode: recall@5 (the page's story among the first 5 stories) and MRR over the first 20 stories,
 and the latency of one `search` call in this process (p50/p95, warm: the model and the store loaded).
 Hybrid is measured with three rankers: reciprocal rank fusion with k=20 (the default) and k=60, and a
@@ -27,6 +29,7 @@ from tests.corpus import middle_sentence
 from tests.replay_server import ReplayServer, load_corpus
 
 QUESTIONS = PROJECT_ROOT / "bench" / "questions.json"
+USER_QUESTIONS = PROJECT_ROOT / "bench" / "questions_users.json"
 DEPTH = 20
 
 
@@ -38,9 +41,9 @@ def truth_queries(mapping) -> dict[str, dict[str, int]]:
     return {"sentences": sentences, "snippets": snippets}
 
 
-def question_queries(mapping) -> dict[str, int]:
+def question_queries(mapping, path: Path = QUESTIONS) -> dict[str, int]:
     by_page = {page.name: story_id for story_id, page in mapping.items()}
-    return {q["question"]: by_page[q["page"]] for q in json.loads(QUESTIONS.read_text())["questions"]}
+    return {q["question"]: by_page[q["page"]] for q in json.loads(path.read_text())["questions"]}
 
 
 def evaluate(store, queries: dict[str, int], mode: str, embed_query, ranker=None) -> tuple[float, float, list[float]]:
@@ -69,7 +72,8 @@ def main() -> None:
     if not Path(uri).is_dir():
         raise SystemExit("run `python -m bench.bulk_ingest` first: this bench reads its Milvus database")
     mapping = load_corpus(ReplayServer(), url_stories=200, text_posts=0, dead=0, deleted=0)
-    sets = {**truth_queries(mapping), "questions": question_queries(mapping)}
+    sets = {**truth_queries(mapping), "questions": question_queries(mapping),
+            "user questions": question_queries(mapping, USER_QUESTIONS)}
     config = EmbeddingConfig()
     embed_query = lambda q: embed_texts([q], config)[0]  # noqa: E731 - in process: the latency is the search's
     embed_query("warm up the model")
