@@ -88,6 +88,8 @@ WRITER_POOL = os.environ.get("HN_INGEST_WRITER_POOL", "milvus_writer")
 EMBEDDING_QUEUE = {"queue": q} if (q := os.environ.get("HN_INGEST_EMBEDDING_QUEUE", "").strip()) else {}
 
 
+# CPU niceness of a reindex batch's extract and embed processes (0-19; 0: as the live ones).
+BACKGROUND_NICENESS = int(os.environ.get("HN_INGEST_REINDEX_NICENESS", "10"))
 # hn_backfill's window: one run per this many seconds of history.
 BACKFILL_WINDOW_SECONDS = int(os.environ.get("HN_INGEST_BACKFILL_WINDOW_SECONDS", "3600"))
 DEFAULT_ARGS = {
@@ -157,6 +159,10 @@ def run_params(reindex_description: str) -> dict:
 
 def _label_mapped_instance(batch: dict) -> None:
     get_current_context()["batch_label"] = batch["label"]
+    if batch.get("background"):
+        # A reindex batch: live batches on this host get the CPU first (the pool and priority weights
+        # only order who starts; two cores are shared by whatever runs).
+        os.nice(BACKGROUND_NICENESS)
 
 
 @task(map_index_template=BATCH_LABEL)
@@ -189,7 +195,7 @@ def embed_batch(batch: dict) -> dict:
     _label_mapped_instance(batch)
     chunks = read_extracted(batch["extracted"]).chunks
     started = time.monotonic()
-    vectors = embed([embedding_input(c.title, c.text) for c in chunks])
+    vectors = embed([embedding_input(c.title, c.text) for c in chunks], background=bool(batch.get("background")))
     seconds = {**batch["seconds"], "embed": time.monotonic() - started}
     key = write_vectors(batch["extracted"].removesuffix(".json") + ".npy", vectors)
     print(f"{batch['label']}: embedded {len(chunks)} chunks in {seconds['embed']:.1f} s")

@@ -80,13 +80,22 @@ def _authkey(folder: Path) -> bytes:
     return key_file.read_text().strip().encode()
 
 
-def embed(texts: list[str], config: EmbeddingConfig = EmbeddingConfig()) -> np.ndarray:
+# Model batches per request of a background embed: a live request waits at most this long (~2-3 s on 2 cores).
+BACKGROUND_BATCHES = 1
+
+
+def embed(texts: list[str], config: EmbeddingConfig = EmbeddingConfig(), background: bool = False) -> np.ndarray:
     """Embed through the warm service (started on demand), or in this process when it is off or fails.
 
+    `background` (a reindex): the texts go a few model batches per request, so that the service, which
+    answers one request at a time, takes a live run's request in between instead of after them all.
     `HN_INGEST_EMBEDDING_SERVICE=off` embeds in the task process.
     """
     if texts and os.environ.get("HN_INGEST_EMBEDDING_SERVICE", "on").lower() != "off":
         try:
+            if background:
+                step = BACKGROUND_BATCHES * config.batch_size
+                return np.concatenate([embed_remote(texts[i : i + step], config) for i in range(0, len(texts), step)])
             return embed_remote(texts, config)
         except (OSError, EOFError) as exc:
             log.warning("embedding service unavailable (%s): embedding in this process", exc)

@@ -228,7 +228,8 @@ def plan_batches(story_ids: list[int], batch_size: int, known: dict[str, list[st
     the validators of its stories (`validators`) for a conditional refetch.
 
     `threads`: each batch also reads its stories' comment threads (`thread_ids`). `reindex_ids`: a
-    reindex's slice, in batches of `reindex_batch_size` after the new stories. `refresh_ids`: stories
+    reindex's slice, in batches of `reindex_batch_size` after the new stories, marked `background`
+    (their processes yield the CPU to live ones). `refresh_ids`: stories
     whose thread alone is due; they go in batches of their own after the pages, so a big thread never
     holds up new stories."""
     known = known or {}
@@ -239,7 +240,8 @@ def plan_batches(story_ids: list[int], batch_size: int, known: dict[str, list[st
             batches.append({"number": len(batches), "story_ids": part,
                             "label": f"batch {len(batches)}: {len(part)} {what} {min(part)}-{max(part)}",
                             "validators": {str(i): known[str(i)] for i in part if str(i) in known},
-                            "thread_ids": list(part) if threads else []})
+                            "thread_ids": list(part) if threads else [],
+                            **({"background": True} if what == "reindexed" else {})})
     story_ids = [*story_ids, *reindex_ids]
     refresh_ids = [i for i in refresh_ids or [] if i not in set(story_ids)]
     for start in range(0, len(refresh_ids), batch_size):

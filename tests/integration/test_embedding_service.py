@@ -116,3 +116,41 @@ def test_a_warm_up_in_the_background_returns_at_once_and_the_first_embed_uses_th
                             capture_output=True, text=True).stdout.splitlines()
     services = [line.split()[0] for line in listed if "--start-only" not in line]  # not the helper, if still exiting
     assert services == [str(pid)], listed
+
+
+def test_a_background_embed_lets_a_live_request_in_between_its_model_batches(runtime, monkeypatch):
+    """A reindex's embed goes one model batch per request: a live request sent meanwhile is answered
+    before the reindex's last batch, not after all of them (the service answers one request at a time)."""
+    import threading
+
+    from include.config import EmbeddingConfig
+
+    config = EmbeddingConfig(batch_size=4)
+    texts = [f"Reindexed chunk number {i} about sourdough, rust and milvus." for i in range(240)]
+    embedding_service.embed(TEXTS)  # the service up and warm
+    asked, first_sent = [], threading.Event()
+    real_ask = embedding_service._ask
+
+    def counting_ask(folder, request):
+        asked.append(len(request[2]))
+        first_sent.set()
+        return real_ask(folder, request)
+
+    monkeypatch.setattr(embedding_service, "_ask", counting_ask)
+    finished: dict[str, float] = {}
+    result: dict[str, np.ndarray] = {}
+
+    def background() -> None:
+        result["background"] = embedding_service.embed(texts, config, background=True)
+        finished["background"] = time.monotonic()
+
+    worker = threading.Thread(target=background)
+    worker.start()
+    assert first_sent.wait(60)
+    live = embedding_service.embed(TEXTS)
+    finished["live"] = time.monotonic()
+    worker.join(300)
+    assert finished["live"] < finished["background"]
+    assert asked.count(4) == 60 and asked.count(len(TEXTS)) == 1  # 60 requests of one model batch, then the live one
+    np.testing.assert_allclose(result["background"], embed_texts(texts, config), atol=1e-5)
+    np.testing.assert_allclose(live, embed_texts(TEXTS), atol=1e-5)

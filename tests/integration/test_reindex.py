@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from include.hn.client import HackerNewsClient
-from include.pipeline.planning import RunRequest, plan_run
+from include.pipeline.planning import RunRequest, plan_batches, plan_run
 from include.records import StoryOutcome
 from include.store import ChunkStore
 from include.store.client import close_client, open_client
@@ -107,6 +107,9 @@ def test_a_slice_goes_in_its_own_larger_batches_after_the_new_stories(world):
                                reindex_batch_size=20), hn, store, now=2_000)
     sizes = [len(b["story_ids"]) for b in plan.batches]
     assert sizes == [20, 20] and all("reindexed" in b["label"] for b in plan.batches), plan.batches
+    assert all(b["background"] for b in plan.batches)  # their processes yield the CPU to live batches
+    mixed = plan_batches([1, 2, 3], 2, reindex_ids=[4, 5], reindex_batch_size=2)
+    assert [bool(b.get("background")) for b in mixed] == [False, False, True]
     # Room is counted in the slice's batches: 5 batches of 20 hold at most 100 stories of a slice.
     wide = plan_run(RunRequest("continue_reindex", "run", batch_size=2, max_batches=MAX_BATCHES, reindex_per_run=500,
                                reindex_batch_size=20), hn, store, now=2_010)
